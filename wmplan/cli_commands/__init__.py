@@ -1,0 +1,1 @@
+"""Sub-commands of `wmplan`, one module each (see wmplan/cli.py)."""
