@@ -1,0 +1,239 @@
+"""Action-conditioned latent predictor: a ViT over (frames x tokens) with a block-causal frame mask.
+
+After DINO-WM (Zhou et al. 2024, Sec. 3.2): tokens of frame t attend to all tokens of frames <= t,
+and the output at frame t predicts the latent of frame t+1, so one forward pass teacher-forces
+every frame of a window. Actions condition each frame either by concatenating an action embedding
+to every token (DINO-WM) or through adaptive LayerNorm (DiT's adaLN-Zero, Peebles & Xie 2023; as
+recommended for world models by the JEPA-WMs study, Terver et al. 2025). Proprio is part of z (see
+`WorldModel.encode`); with adaLN it also feeds the per-frame condition.
+
+Planning calls this on tens of thousands of candidate-steps per re-plan, so the default is small
+(see `flops_per_step`), and `forward(..., last_only=True)` skips the work only needed for
+frames other than the newest in the last block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["PredictorConfig", "Predictor", "PREDICTOR_CONFIGS", "block_causal_mask"]
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Architecture of the latent predictor."""
+
+    history: int = 2  # frames of context T the predictor sees
+    frameskip: int = 5  # env steps between kept frames; their actions are concatenated
+    width: int = 64  # transformer width W
+    depth: int = 2  # transformer blocks
+    num_heads: int = 4  # attention heads
+    mlp_ratio: float = 2.0  # MLP hidden width / W
+    conditioning: str = "concat"  # "concat" (DINO-WM) or "adaln" (JEPA-WMs)
+    action_emb_dim: int = 16  # action embedding size E
+    residual: bool = True  # predict z_{t+1} - z_t instead of z_{t+1}
+
+    def __post_init__(self):
+        if self.conditioning not in ("concat", "adaln"):
+            raise ValueError(f"conditioning must be 'concat' or 'adaln', got {self.conditioning!r}")
+        if self.history < 1 or self.frameskip < 1 or self.depth < 1:
+            raise ValueError("history, frameskip and depth must be >= 1")
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} must be divisible by num_heads {self.num_heads}")
+
+
+PREDICTOR_CONFIGS: dict[str, PredictorConfig] = {
+    # ~4.6 MFLOP per candidate-step with 16 tokens of 128+P dims: ~0.1 ms on a 2-core CPU.
+    "pusht": PredictorConfig(history=2, frameskip=5, width=64, depth=2, num_heads=4, mlp_ratio=2.0),
+    # ~4x the cost; for GPU training / quality comparisons.
+    "pusht-large": PredictorConfig(history=3, frameskip=5, width=128, depth=4, num_heads=4, mlp_ratio=2.0),
+    "pusht-adaln": PredictorConfig(history=2, frameskip=5, width=64, depth=2, num_heads=4, conditioning="adaln"),
+}
+
+
+def block_causal_mask(frames: int, tokens: int, device=None) -> torch.Tensor:
+    """Boolean `[T*N, T*N]` mask, True where a query token may attend to a key token (frame_k <= frame_q)."""
+    frame = torch.arange(frames, device=device).repeat_interleave(tokens)  # [T*N]
+    return frame[:, None] >= frame[None, :]
+
+
+class PredictorBlock(nn.Module):
+    """Pre-norm transformer block; with adaLN, shift/scale/gate come from a per-frame condition."""
+
+    def __init__(self, cfg: PredictorConfig):
+        super().__init__()
+        W, self.heads = cfg.width, cfg.num_heads
+        self.adaln = cfg.conditioning == "adaln"
+        self.norm1 = nn.LayerNorm(W, elementwise_affine=not self.adaln, eps=1e-6)
+        self.qkv = nn.Linear(W, 3 * W)
+        self.proj = nn.Linear(W, W)
+        self.norm2 = nn.LayerNorm(W, elementwise_affine=not self.adaln, eps=1e-6)
+        self.fc1 = nn.Linear(W, int(W * cfg.mlp_ratio))
+        self.fc2 = nn.Linear(int(W * cfg.mlp_ratio), W)
+        if self.adaln:
+            self.modulation = nn.Linear(W, 6 * W)
+            nn.init.zeros_(self.modulation.weight)  # adaLN-Zero: each block starts as the identity
+            nn.init.zeros_(self.modulation.bias)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, W = x.shape
+        return x.view(B, L, self.heads, W // self.heads).transpose(1, 2)  # [B, heads, L, W/heads]
+
+    def forward(self, x, cond, mask, frames: int, last_only: bool = False):
+        """x `[B, T*N, W]`, cond `[B, T, W]` or None -> `[B, T*N, W]` (or `[B, N, W]` if last_only)."""
+        B, L, W = x.shape
+        N = L // frames
+        mod = self._modulation(cond, N) if self.adaln else [None] * 6  # each [B, T*N, W]
+        h = _modulate(self.norm1(x), mod[0], mod[1])
+        if last_only:  # only the newest frame's queries: they see every frame, so no mask is needed
+            w_q, w_kv = self.qkv.weight.split([W, 2 * W]), self.qkv.bias.split([W, 2 * W])
+            q = F.linear(h[:, -N:], w_q[0], w_kv[0])  # [B, N, W]
+            k, v = F.linear(h, w_q[1], w_kv[1]).chunk(2, dim=-1)  # [B, T*N, W] each
+            x, mask = x[:, -N:], None
+            mod = [m[:, -N:] if m is not None else None for m in mod]
+        else:
+            q, k, v = self.qkv(h).chunk(3, dim=-1)
+        att = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v), attn_mask=mask)
+        x = x + _gate(self.proj(att.transpose(1, 2).reshape(B, -1, W)), mod[2])
+        h = _modulate(self.norm2(x), mod[3], mod[4])
+        return x + _gate(self.fc2(F.gelu(self.fc1(h))), mod[5])
+
+    def _modulation(self, cond: torch.Tensor, tokens: int) -> list[torch.Tensor]:
+        B, T, W = cond.shape
+        mod = self.modulation(F.silu(cond))  # [B, T, 6W]
+        mod = mod[:, :, None].expand(B, T, tokens, 6 * W).reshape(B, T * tokens, 6 * W)  # per token
+        return list(mod.chunk(6, dim=-1))
+
+
+def _modulate(x, shift, scale):
+    return x if shift is None else x * (1 + scale) + shift
+
+
+def _gate(x, gate):
+    return x if gate is None else x * gate
+
+
+class Predictor(nn.Module):
+    """Predicts the next latent of every frame in a window (block-causal, action-conditioned).
+
+    Args:
+        config: the architecture.
+        num_tokens: tokens per frame N.
+        latent_dim: latent width D (visual features + proprio embedding).
+        action_dim: env action dimension A; the predictor takes `frameskip * A` per frame.
+        proprio_dim: trailing entries of D that hold the proprio embedding (adaLN conditions on them).
+        seed: seed of the random initialisation.
+    """
+
+    def __init__(self, config: PredictorConfig, num_tokens: int, latent_dim: int, action_dim: int,
+                 proprio_dim: int = 0, seed: int = 0):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):  # nn.Linear draws from the global generator; keep it untouched
+            torch.manual_seed(seed)
+            self._build(config, num_tokens, latent_dim, action_dim, proprio_dim)
+        self._masks: dict = {}
+
+    def _build(self, config, num_tokens, latent_dim, action_dim, proprio_dim):
+        cfg, W, E = config, config.width, config.action_emb_dim
+        self.config, self.num_tokens, self.latent_dim = config, num_tokens, latent_dim
+        self.action_dim, self.proprio_dim = action_dim, proprio_dim
+        self.action_encoder = nn.Linear(cfg.frameskip * action_dim, E)
+        concat = cfg.conditioning == "concat"
+        self.input_proj = nn.Linear(latent_dim + (E if concat else 0), W)
+        self.spatial_pos = nn.Parameter(torch.randn(1, 1, num_tokens, W) * 0.02)
+        self.time_pos = nn.Parameter(torch.randn(1, cfg.history, 1, W) * 0.02)
+        if not concat:
+            self.cond_proj = nn.Linear(E + proprio_dim, W)
+            self.final_modulation = nn.Linear(W, 2 * W)
+            nn.init.zeros_(self.final_modulation.weight)
+            nn.init.zeros_(self.final_modulation.bias)
+        self.blocks = nn.ModuleList(PredictorBlock(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(W, elementwise_affine=concat, eps=1e-6)
+        self.head = nn.Linear(W, latent_dim)
+
+    def _mask(self, frames: int, device) -> torch.Tensor:
+        key = (frames, str(device))
+        if key not in self._masks:
+            self._masks[key] = block_causal_mask(frames, self.num_tokens, device)
+        return self._masks[key]
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """Next-frame latents.
+
+        Args:
+            z: latents of a window `[B, T, N, D]`, T <= history (frame i sits at time position i).
+            actions: the action taken from each frame `[B, T, frameskip*A]`.
+            last_only: return only the prediction from the newest frame (cheaper).
+
+        Returns:
+            `[B, T, N, D]` (prediction of frame i+1 at index i), or `[B, N, D]` if last_only.
+        """
+        B, T, N, D = z.shape
+        self._check(z, actions)
+        a_emb = self.action_encoder(actions)  # [B, T, E]
+        if self.config.conditioning == "concat":
+            x = torch.cat([z, a_emb[:, :, None].expand(B, T, N, a_emb.shape[-1])], dim=-1)  # [B, T, N, D+E]
+            cond = None
+        else:
+            x = z
+            proprio = z[:, :, 0, D - self.proprio_dim :]  # [B, T, P]; repeated on every token
+            cond = self.cond_proj(torch.cat([a_emb, proprio], dim=-1))  # [B, T, W]
+        x = self.input_proj(x) + self.spatial_pos + self.time_pos[:, :T]  # [B, T, N, W]
+        x = x.reshape(B, T * N, -1)  # [B, T*N, W]
+        mask = self._mask(T, z.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cond, mask, T, last_only=last_only and i == len(self.blocks) - 1)
+        out = self.head(self._final_norm(x, cond, T))  # [B, T*N or N, D]
+        if last_only:
+            return out + z[:, -1] if self.config.residual else out  # [B, N, D]
+        out = out.view(B, T, N, D)
+        return out + z if self.config.residual else out
+
+    def _final_norm(self, x, cond, frames):
+        if cond is None:
+            return self.norm(x)
+        B, L, W = x.shape
+        shift, scale = self.final_modulation(F.silu(cond)).chunk(2, dim=-1)  # [B, T, W] each
+        shift, scale = (m.repeat_interleave(self.num_tokens, dim=1)[:, -L:] for m in (shift, scale))
+        return _modulate(self.norm(x), shift, scale)
+
+    def _check(self, z, actions):
+        B, T, N, D = z.shape
+        if T > self.config.history or N != self.num_tokens or D != self.latent_dim:
+            raise ValueError(
+                f"z must be [B, T<={self.config.history}, {self.num_tokens}, {self.latent_dim}], got {tuple(z.shape)}"
+            )
+        a_fs = self.config.frameskip * self.action_dim
+        if actions.shape != (B, T, a_fs):
+            raise ValueError(f"actions must be [B, T, frameskip*A] = [{B}, {T}, {a_fs}], got {tuple(actions.shape)}")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_step(self, frames: int | None = None) -> int:
+        """Analytic FLOPs (2 per multiply-add) of one `last_only` prediction for one candidate.
+
+        Args:
+            frames: context length T (default: history).
+        """
+        return sum(self.flops_breakdown(frames).values())
+
+    def flops_breakdown(self, frames: int | None = None) -> dict[str, int]:
+        """`flops_per_step` split into `linear` (all nn.Linear layers) and `attention` (QK^T, AV)."""
+        cfg, N, D = self.config, self.num_tokens, self.latent_dim
+        T, W, E = frames or cfg.history, cfg.width, cfg.action_emb_dim
+        Hm, L, concat = int(W * cfg.mlp_ratio), T * N, cfg.conditioning == "concat"
+        lin = 2 * T * cfg.frameskip * self.action_dim * E  # action encoder
+        lin += 2 * L * (D + (E if concat else 0)) * W  # input projection
+        if not concat:  # condition, per-block and final modulations: once per frame
+            lin += 2 * T * (E + self.proprio_dim) * W + 2 * T * W * 6 * W * cfg.depth + 2 * T * W * 2 * W
+        full = 2 * L * 3 * W * W + 2 * L * W * W + 4 * L * W * Hm  # qkv, proj, mlp on every token
+        last = 2 * L * 2 * W * W + 2 * N * W * W + 2 * N * W * W + 4 * N * W * Hm  # kv all, q/proj/mlp newest
+        lin += (cfg.depth - 1) * full + last + 2 * N * W * D  # ... + head
+        pairs = N * N * T * (T + 1) // 2  # causal query-key pairs of a full block
+        attn = (cfg.depth - 1) * 4 * pairs * W + 4 * N * L * W
+        return {"linear": lin, "attention": attn}

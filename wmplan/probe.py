@@ -1,0 +1,144 @@
+"""Readouts of physical quantities from frozen latents (linear or small-MLP probes).
+
+Guardrails and evaluation read predicted quantities (e.g. the agent's xy) through a probe trained
+on latents of real frames: `probe(z [..., N, D]) -> [..., K]`, differentiable, in physical units,
+with named outputs. Targets are state columns by name, or `sin(name)` / `cos(name)` of an angle.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["ProbeConfig", "Probe", "fit_probe", "state_targets", "r2_score"]
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """How a probe is built and fitted."""
+
+    hidden: int = 0  # 0: linear readout of the flattened tokens; >0: one hidden layer of this width
+    steps: int = 500  # full-batch Adam steps
+    lr: float = 3e-3  # Adam learning rate
+    weight_decay: float = 1e-4  # L2 regularisation (AdamW)
+
+    def __post_init__(self):
+        if self.hidden < 0 or self.steps < 1 or self.lr <= 0:
+            raise ValueError("hidden must be >= 0, steps >= 1 and lr > 0")
+
+
+class Probe(nn.Module):
+    """Maps latents `[..., N, D]` to named quantities `[..., K]` (physical units).
+
+    Args:
+        num_tokens: tokens per frame N.
+        latent_dim: latent width D.
+        names: the K output names.
+        hidden: width of the hidden layer (0 for a linear probe).
+        seed: seed of the random initialisation.
+    """
+
+    def __init__(self, num_tokens: int, latent_dim: int, names, hidden: int = 0, seed: int = 0):
+        super().__init__()
+        self.names, self.hidden = list(names), hidden
+        self.num_tokens, self.latent_dim = num_tokens, latent_dim
+        K, F_in = len(self.names), num_tokens * latent_dim
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            layers = [nn.Linear(F_in, K)] if not hidden else [nn.Linear(F_in, hidden), nn.GELU(), nn.Linear(hidden, K)]
+            self.net = nn.Sequential(*layers)
+        self.register_buffer("in_mean", torch.zeros(F_in))
+        self.register_buffer("in_std", torch.ones(F_in))
+        self.register_buffer("out_mean", torch.zeros(K))
+        self.register_buffer("out_std", torch.ones(K))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = (z.flatten(-2) - self.in_mean) / self.in_std  # [..., N*D]
+        return self.net(x) * self.out_std + self.out_mean  # [..., K]
+
+    def read(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The outputs as a dict name -> `[...]`."""
+        out = self(z)
+        return {name: out[..., i] for i, name in enumerate(self.names)}
+
+    def index(self, name: str) -> int:
+        """Column of output `name`; a clear error listing the available names."""
+        if name not in self.names:
+            raise KeyError(f"probe has no output {name!r}; available: {self.names}")
+        return self.names.index(name)
+
+    def to_dict(self) -> dict:
+        return {"names": self.names, "hidden": self.hidden, "num_tokens": self.num_tokens,
+                "latent_dim": self.latent_dim, "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Probe":
+        probe = cls(d["num_tokens"], d["latent_dim"], d["names"], d["hidden"])
+        probe.load_state_dict(d["state_dict"])
+        return probe
+
+
+def state_targets(states: np.ndarray, state_names, targets) -> np.ndarray:
+    """Columns `targets` of `states [..., S]`; `sin(name)`/`cos(name)` apply to an angle column.
+
+    Raises:
+        ValueError: a target names no state column.
+    """
+    state_names, cols = list(state_names), []
+    for target in targets:
+        m = re.fullmatch(r"(sin|cos)\((.+)\)", target)
+        name = m.group(2) if m else target
+        if name not in state_names:
+            raise ValueError(f"probe target {target!r}: no state column {name!r}; columns are {state_names}")
+        col = states[..., state_names.index(name)]
+        cols.append(getattr(np, m.group(1))(col) if m else col)
+    return np.stack(cols, axis=-1).astype(np.float32)
+
+
+def r2_score(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Coefficient of determination per output column, `[M, K] -> [K]`."""
+    ss_res = ((pred - target) ** 2).sum(0)
+    ss_tot = ((target - target.mean(0)) ** 2).sum(0).clamp_min(1e-12)
+    return 1 - ss_res / ss_tot
+
+
+def fit_probe(z_train, y_train, z_val, y_val, names, config: ProbeConfig = ProbeConfig(), seed: int = 0,
+              device: str = "cpu") -> tuple[Probe, dict[str, float]]:
+    """Fit a probe on frozen latents and report held-out R² per output.
+
+    Args:
+        z_train, z_val: latents `[M, N, D]` (tensors or arrays).
+        y_train, y_val: targets `[M, K]`.
+        names: the K output names.
+        config: probe size and optimisation.
+        seed: seed of the initialisation.
+        device: where to fit.
+
+    Returns:
+        The fitted probe (on `device`, eval mode) and `{name: R²}` on the validation set.
+    """
+    zt, yt, zv, yv = (torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device) for a in (z_train, y_train, z_val, y_val))
+    probe = Probe(zt.shape[1], zt.shape[2], names, config.hidden, seed).to(device)
+    flat = zt.flatten(1)  # [M, N*D]
+    probe.in_mean.copy_(flat.mean(0))
+    probe.in_std.copy_(flat.std(0).clamp_min(1e-6))
+    probe.out_mean.copy_(yt.mean(0))
+    probe.out_std.copy_(yt.std(0).clamp_min(1e-6))
+    opt = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    for _ in range(config.steps):
+        loss = (((probe(zt) - yt) / probe.out_std) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    probe.eval()
+    with torch.no_grad():
+        r2 = r2_score(probe(zv), yv)
+    return probe, {name: float(v) for name, v in zip(names, r2)}
+
+
+def probe_config_dict(config: ProbeConfig) -> dict:
+    return asdict(config)
