@@ -116,6 +116,23 @@ class MujocoEnv(gym.Env):
         parts = [d.qpos, d.qvel, d.act, d.mocap_pos.ravel(), d.mocap_quat.ravel(), self._extra_state()]
         return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
 
+    @property
+    def state_names(self) -> list[str]:
+        """A name per entry of the state vector (joint names; velocities prefixed with 'd_')."""
+        m = self.model
+        suffix = {mujoco.mjtJoint.mjJNT_FREE: ["x", "y", "z", "qw", "qx", "qy", "qz"],
+                  mujoco.mjtJoint.mjJNT_BALL: ["qw", "qx", "qy", "qz"]}
+        vsuffix = {mujoco.mjtJoint.mjJNT_FREE: ["vx", "vy", "vz", "wx", "wy", "wz"], mujoco.mjtJoint.mjJNT_BALL: ["wx", "wy", "wz"]}
+        pos, vel = [], []
+        for j in range(m.njnt):
+            name, kind = m.joint(j).name or f"joint{j}", m.jnt_type[j]
+            pos += [f"{name}_{s}" for s in suffix[kind]] if kind in suffix else [name]
+            vel += [f"d_{name}_{s}" for s in vsuffix[kind]] if kind in vsuffix else [f"d_{name}"]
+        act = [f"act{i}" for i in range(m.na)]
+        mocap = [f"mocap{i}_{c}" for i in range(m.nmocap) for c in "xyz"] + [f"mocap{i}_q{c}" for i in range(m.nmocap) for c in "wxyz"]
+        extra = [f"extra{i}" for i in range(len(self._extra_state()))]
+        return pos + vel + act + mocap + extra
+
     def validate_state(self, state) -> np.ndarray:
         state = np.asarray(state, dtype=np.float64)
         if state.ndim != 1 or state.shape[0] != self.state_dim:

@@ -113,7 +113,7 @@ def _meta(cfg: CollectConfig) -> dict:
     env = envs.make(cfg.env, image_size=cfg.image_size)
     meta = {"env": envs.entry(cfg.env).name, "gym_id": envs.entry(cfg.env).gym_id, "image_size": cfg.image_size,
             "action_dim": int(env.action_space.shape[0]), "proprio_dim": int(env.proprio_dim),
-            "state_dim": int(env.state_dim), "action_low": env.action_space.low.tolist(),
+            "state_dim": int(env.state_dim), "state_names": env.state_names, "action_low": env.action_space.low.tolist(),
             "action_high": env.action_space.high.tolist(), "collect": asdict(cfg) | {"out": None}}
     env.close()
     return meta
