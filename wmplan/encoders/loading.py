@@ -37,7 +37,7 @@ def save_encoder(encoder: ViTEncoder, path: str | os.PathLike, extra: dict | Non
 
 
 def load_encoder(path: str | os.PathLike, device: str = "cpu", image_size: int | None = None,
-                 pool_grid: int | None = None) -> ViTEncoder:
+                 pool_grid: int | None = None, num_heads: int | None = None) -> ViTEncoder:
     """Load a frozen encoder from a wmplan encoder checkpoint or an official DINOv2 `.pth` file.
 
     Args:
@@ -45,18 +45,25 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu", image_size: int |
         device: where the encoder lives.
         image_size: override the input size (DINOv2 files only; pos-embed is interpolated).
         pool_grid: override the token pooling (DINOv2 files only).
+        num_heads: attention heads (DINOv2 files of non-standard width only).
     """
     obj = load_checkpoint(path)
     if obj.get("kind") == ENCODER_KIND:
         config = ViTConfig(**obj["config"])
         return _build(config, obj["state_dict"], device, path)
     if "pos_embed" in obj or "model" in obj or "teacher" in obj:
-        return load_dinov2(path, image_size=image_size or 224, pool_grid=pool_grid or 0, device=device)
+        return load_dinov2(path, image_size=image_size or 224, pool_grid=pool_grid or 0, device=device,
+                           num_heads=num_heads)
     raise CheckpointError(f"{path} is neither a wmplan encoder checkpoint nor a DINOv2 state dict")
 
 
-def config_from_state_dict(state: dict, image_size: int = 224, pool_grid: int = 0) -> ViTConfig:
-    """Infer the ViT architecture of a DINOv2-layout state dict from its tensor shapes."""
+def config_from_state_dict(state: dict, image_size: int = 224, pool_grid: int = 0,
+                           num_heads: int | None = None) -> ViTConfig:
+    """Infer the ViT architecture of a DINOv2-layout state dict from its tensor shapes.
+
+    The head count is not visible in the shapes: it is DINOv2's for its widths (384: 6, 768: 12,
+    1024: 16), else `num_heads` or width // 64.
+    """
     if any(k.startswith("blocks.") and ".mlp.w12." in k for k in state):
         raise CheckpointError("SwiGLU DINOv2 models (ViT-g) are not supported; use vits14, vitb14 or vitl14")
     dim = state["cls_token"].shape[-1]
@@ -65,7 +72,7 @@ def config_from_state_dict(state: dict, image_size: int = 224, pool_grid: int = 
     pos_grid = int(round((state["pos_embed"].shape[1] - 1) ** 0.5))
     registers = state["register_tokens"].shape[1] if "register_tokens" in state else 0
     mlp_ratio = state["blocks.0.mlp.fc1.weight"].shape[0] / dim
-    heads = _HEADS_BY_DIM.get(dim, max(1, dim // 64))
+    heads = num_heads or _HEADS_BY_DIM.get(dim, max(1, dim // 64))
     image_size = image_size - image_size % patch
     return ViTConfig(image_size, patch, dim, depth, heads, mlp_ratio, registers, 1e-5, pos_grid, pool_grid)
 
@@ -81,7 +88,7 @@ def _unwrap(state: dict) -> dict:
 
 
 def load_dinov2(path_or_name: str | os.PathLike, image_size: int = 224, pool_grid: int = 0, device: str = "cpu",
-                hub: bool = False, hub_timeout_s: float = 20.0) -> ViTEncoder:
+                hub: bool = False, hub_timeout_s: float = 20.0, num_heads: int | None = None) -> ViTEncoder:
     """Load official DINOv2 weights into a frozen `ViTEncoder`.
 
     Args:
@@ -92,6 +99,7 @@ def load_dinov2(path_or_name: str | os.PathLike, image_size: int = 224, pool_gri
         device: where the encoder lives.
         hub: allow `torch.hub` to download weights by name (never done implicitly).
         hub_timeout_s: network timeout for the hub, so an offline machine fails instead of hanging.
+        num_heads: attention heads, only needed for non-standard widths (see `config_from_state_dict`).
 
     Raises:
         FileNotFoundError: no such file and `hub` is False.
@@ -110,7 +118,7 @@ def load_dinov2(path_or_name: str | os.PathLike, image_size: int = 224, pool_gri
         state = _hub_state_dict(str(path_or_name), hub_timeout_s)
     if "pos_embed" not in state or "patch_embed.proj.weight" not in state:
         raise CheckpointError(f"{path_or_name} does not look like a DINOv2 state dict (no pos_embed/patch_embed)")
-    return _build(config_from_state_dict(state, image_size, pool_grid), state, device, path_or_name)
+    return _build(config_from_state_dict(state, image_size, pool_grid, num_heads), state, device, path_or_name)
 
 
 def _hub_state_dict(name: str, timeout_s: float) -> dict:

@@ -1,0 +1,82 @@
+"""Encoders: DINOv2 key layout, loading official-format state dicts, pos-embed interpolation."""
+
+import numpy as np
+import pytest
+import torch
+
+from wmplan.checkpoint import CheckpointError
+from wmplan.encoders import VIT_CONFIGS, ViTConfig, ViTEncoder, encoder_hash, load_dinov2, load_encoder, save_encoder
+
+# A tiny DINOv2-like ViT: patch 14, 2 blocks, 4 registers, pos_embed stored for a 4x4 grid.
+TINY = ViTConfig(image_size=56, patch_size=14, embed_dim=32, depth=2, num_heads=2, num_register_tokens=4, pos_grid=4)
+
+DINOV2_BLOCK_KEYS = {
+    "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+    "ls1.gamma", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
+    "mlp.fc2.bias", "ls2.gamma",
+}
+
+
+def frames(B=3, size=56, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (B, size, size, 3), dtype=np.uint8)
+
+
+def random_dinov2_state(seed=0):
+    """A state dict in DINOv2's layout with random weights, as a test stand-in for dinov2_vits14."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(v.shape, generator=g) * 0.1 for k, v in ViTEncoder(TINY).state_dict().items()}
+
+
+def test_parameter_names_match_dinov2():
+    keys = set(ViTEncoder(TINY).state_dict())
+    assert {"patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed", "register_tokens",
+            "mask_token", "norm.weight", "norm.bias"} <= keys
+    assert {f"blocks.1.{k}" for k in DINOV2_BLOCK_KEYS} <= keys
+    assert ViTEncoder(TINY).state_dict()["pos_embed"].shape == (1, 17, 32)
+
+
+def test_dinov2_state_dict_file_loads_with_identical_features(tmp_path):
+    state = random_dinov2_state()
+    path = tmp_path / "dinov2_tiny.pth"
+    torch.save(state, path)
+    reference = ViTEncoder(TINY)
+    reference.load_state_dict(state)
+    loaded = load_dinov2(path, image_size=56, num_heads=2)
+    assert loaded.config.num_register_tokens == 4 and loaded.config.depth == 2 and loaded.config.patch_size == 14
+    assert not any(p.requires_grad for p in loaded.parameters()) and not loaded.training
+    x = frames()
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_pixels(x), reference.encode_pixels(x))
+    # a training-style checkpoint ({"teacher": {"backbone.*": ...}}) loads too
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in state.items()}}, tmp_path / "train.pth")
+    with torch.no_grad():
+        assert torch.equal(load_encoder(tmp_path / "train.pth", image_size=56, num_heads=2).encode_pixels(x), loaded.encode_pixels(x))
+
+
+def test_pos_embed_interpolates_to_other_image_sizes(tmp_path):
+    torch.save(random_dinov2_state(), tmp_path / "w.pth")
+    enc = load_dinov2(tmp_path / "w.pth", image_size=112, pool_grid=4, num_heads=2)  # 8x8 patches from a stored 4x4 grid
+    assert enc.interpolate_pos_encoding(8, 8).shape == (1, 65, 32)
+    assert enc.encode_pixels(frames(size=64)).shape == (3, 16, 32)  # 64 px frames resized to 112, pooled 8x8 -> 4x4
+
+
+def test_missing_weights_and_hub_are_explicit(tmp_path):
+    with pytest.raises(FileNotFoundError, match="hub=True"):
+        load_dinov2("dinov2_vits14")
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_dinov2(tmp_path / "bad.pth")
+    torch.save({"foo": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="DINOv2"):
+        load_dinov2(tmp_path / "other.pth")
+
+
+def test_wmplan_encoder_roundtrip_and_hash(tmp_path):
+    enc = ViTEncoder(VIT_CONFIGS["vit-tiny-64"], seed=1)
+    save_encoder(enc, tmp_path / "enc.pt")
+    loaded = load_encoder(tmp_path / "enc.pt")
+    assert encoder_hash(loaded) == encoder_hash(enc) != encoder_hash(ViTEncoder(VIT_CONFIGS["vit-tiny-64"], seed=2))
+    z = loaded.encode_pixels(frames(size=64))
+    assert z.shape == (3, 16, 128)
+    with pytest.raises(ValueError, match="uint8"):
+        loaded.encode_pixels(frames(size=64).astype(np.float32))

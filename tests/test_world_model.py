@@ -1,0 +1,115 @@
+"""WorldModel: encode/predict/rollout semantics, batching, gradients, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from wmplan.checkpoint import CheckpointError
+from wmplan.encoders import ViTConfig, ViTEncoder
+from wmplan.predictor import Predictor, PredictorConfig
+from wmplan.probe import Probe
+from wmplan.world_model import WorldModel
+
+A, P, FS = 2, 3, 2
+
+
+def tiny_world_model(history=2, conditioning="concat", seed=0):
+    enc = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pool_grid=2), seed=seed)
+    cfg = PredictorConfig(history=history, frameskip=FS, width=16, depth=2, num_heads=2, conditioning=conditioning)
+    pred = Predictor(cfg, num_tokens=4, latent_dim=16 + P, action_dim=A, proprio_dim=P, seed=seed)
+    probe = Probe(4, 16 + P, ["agent_x", "agent_y"], seed=seed)
+    return WorldModel(enc, pred, "pusht", 32, A, np.zeros(P), np.full(P, 2.0), probe=probe).eval()
+
+
+def observations(B=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (B, 32, 32, 3), dtype=np.uint8), rng.normal(size=(B, P)).astype(np.float32)
+
+
+def test_encode_carries_proprio_and_attributes():
+    wm = tiny_world_model()
+    pixels, proprio = observations()
+    z = wm.encode(pixels, proprio)
+    assert z.shape == (3, *wm.latent_shape) == (3, 4, 19)
+    assert wm.visual_dim == 16 and wm.frameskip == FS and wm.action_dim == A and wm.history == 2
+    torch.testing.assert_close(z[:, 2, 16:], torch.as_tensor(proprio) / 2.0)
+    torch.testing.assert_close(wm.proprio_of(z), torch.as_tensor(proprio))
+    with pytest.raises(ValueError, match="proprio"):
+        wm.encode(pixels)
+    with pytest.raises(ValueError, match="32x32"):
+        wm.encode(np.zeros((1, 64, 64, 3), np.uint8), proprio[:1])
+
+
+def rollout_inputs(B=5, T=3, H=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, T, 4, 19, generator=g)
+    return z, torch.rand(B, H, FS * A, generator=g) * 2 - 1, torch.rand(B, T - 1, FS * A, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("conditioning", ["concat", "adaln"])
+def test_batched_rollout_equals_per_candidate(conditioning):
+    wm = tiny_world_model(conditioning=conditioning)
+    z, actions, a_past = rollout_inputs()
+    with torch.inference_mode():
+        batched = wm.rollout(z, actions, a_past)
+        single = torch.cat([wm.rollout(z[i : i + 1], actions[i : i + 1], a_past[i : i + 1]) for i in range(5)])
+    assert batched.shape == (5, 4, 4, 19)
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+
+
+def test_rollout_is_autoregressive_predict_with_sliding_window():
+    wm = tiny_world_model(history=2)
+    z, actions, a_past = rollout_inputs(T=3, H=3)
+    out = wm.rollout(z, actions, a_past)
+    z1 = wm.predict(z[:, 1:], torch.cat([a_past[:, 1:], actions[:, :1]], 1))
+    z2 = wm.predict(torch.stack([z[:, 2], z1], 1), actions[:, :2])
+    z3 = wm.predict(torch.stack([z1, z2], 1), actions[:, 1:3])
+    torch.testing.assert_close(out, torch.stack([z1, z2, z3], 1))
+    # a single observed frame: the window grows from 1 frame, no past actions needed
+    assert wm.rollout(z[:, -1:], actions).shape == (5, 3, 4, 19)
+
+
+def test_rollout_differentiable_wrt_actions():
+    wm = tiny_world_model()
+    z, actions, a_past = rollout_inputs()
+    actions.requires_grad_(True)
+    wm.rollout(z, actions, a_past)[:, -1].pow(2).sum().backward()
+    assert actions.grad is not None and actions.grad.abs().sum() > 0
+    assert all(p.grad is None for p in wm.encoder.parameters())
+
+
+def test_probe_reads_latents_differentiably():
+    wm = tiny_world_model()
+    z, _, _ = rollout_inputs()
+    out = wm.probe.read(z)
+    assert set(out) == {"agent_x", "agent_y"} and out["agent_x"].shape == (5, 3)
+
+
+def test_save_load_roundtrip(tmp_path):
+    wm = tiny_world_model()
+    wm.save(tmp_path / "wm.pt")
+    torch.load(tmp_path / "wm.pt", weights_only=True)  # plain dicts and tensors only
+    loaded = WorldModel.load(tmp_path / "wm.pt", env="pusht", image_size=32, action_dim=A)
+    z, actions, a_past = rollout_inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded.rollout(z, actions, a_past), wm.rollout(z, actions, a_past))
+        pixels, proprio = observations()
+        assert torch.equal(loaded.encode(pixels, proprio), wm.encode(pixels, proprio))
+        assert torch.equal(loaded.probe(z), wm.probe(z))
+
+
+def test_wrong_setup_and_corrupt_files_are_refused(tmp_path):
+    tiny_world_model().save(tmp_path / "wm.pt")
+    with pytest.raises(CheckpointError, match=r"env='pusht' \(expected 'maze'\)"):
+        WorldModel.load(tmp_path / "wm.pt", env="maze")
+    with pytest.raises(CheckpointError, match="image_size=32 \\(expected 64\\).*action_dim=2 \\(expected 3\\)"):
+        WorldModel.load(tmp_path / "wm.pt", image_size=64, action_dim=3)
+    data = (tmp_path / "wm.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        WorldModel.load(tmp_path / "cut.pt")
+    with pytest.raises(FileNotFoundError):
+        WorldModel.load(tmp_path / "missing.pt")
+    torch.save({"kind": "wmplan-encoder"}, tmp_path / "enc.pt")
+    with pytest.raises(CheckpointError, match="expected 'wmplan-world-model'"):
+        WorldModel.load(tmp_path / "enc.pt")
