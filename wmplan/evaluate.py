@@ -84,7 +84,7 @@ def make_tasks(cfg: EvalConfig, dataset: EpisodeDataset | None = None, env=None,
     if cfg.goal_source == "rollout":
         if env is None or env_name is None:
             raise ValueError("goal_source='rollout' needs the env and its name")
-        return [_rollout_task(env, env_name, i, s, cfg.goal_offset, max_start) for i, s in enumerate(seeds)]
+        return [_rollout_task(env, env_name, i, s, cfg, max_start) for i, s in enumerate(seeds)]
     if dataset is None:
         raise ValueError("goal_source='dataset' needs the dataset the model was trained on (its held-out split)")
     _, val = dataset.split(cfg.val_fraction, seed=0)
@@ -102,20 +102,29 @@ def make_tasks(cfg: EvalConfig, dataset: EpisodeDataset | None = None, env=None,
     return tasks
 
 
-def _rollout_task(env, env_name: str, index: int, seed: int, offset: int, max_start: int) -> Task:
-    """A fresh trajectory of the data policy from a held-out seed: start at t, goal at t + offset."""
+def _rollout_task(env, env_name: str, index: int, seed: int, cfg: EvalConfig, max_start: int) -> Task:
+    """A fresh trajectory of the data policy from a held-out seed: start at t, goal at t + k.
+
+    With a keep-out region, trajectories whose start or goal puts the agent inside it are skipped
+    (the next seed is tried), so an avoiding path always exists.
+    """
     import envs
 
-    traj_seed = HELD_OUT_SEED + seed
-    env.reset(seed=traj_seed)
-    policy = envs.make_expert(env_name, env, seed=traj_seed)
-    policy.reset()
-    t = int(np.random.default_rng(traj_seed).integers(0, max_start + 1))
-    states = [env.get_state()]
-    for _ in range(t + offset):
-        env.step(policy.act())
-        states.append(env.get_state())
-    return Task(index, seed, states[t], states[t + offset])
+    for attempt in range(100):
+        traj_seed = HELD_OUT_SEED + seed + 7919 * attempt
+        _, info = env.reset(seed=traj_seed)
+        policy = envs.make_expert(env_name, env, seed=traj_seed)
+        policy.reset()
+        t = int(np.random.default_rng(traj_seed).integers(0, max_start + 1))
+        states, agent = [env.get_state()], [info["agent_pos"]]
+        for _ in range(t + cfg.goal_offset):
+            _, _, _, _, info = env.step(policy.act())
+            states.append(env.get_state())
+            agent.append(info["agent_pos"])
+        region = cfg.keep_out
+        if region is None or not any(region.contains(agent[i]) for i in (t, t + cfg.goal_offset)):
+            return Task(index, seed, states[t], states[t + cfg.goal_offset])
+    raise RuntimeError(f"no task for seed {seed} keeps start and goal outside {cfg.keep_out}")
 
 
 def _agent_stats(agent) -> list[dict]:

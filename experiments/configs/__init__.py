@@ -1,0 +1,1 @@
+"""Per-environment benchmark specs (`BENCH`), read by `wmplan bench` via `wmplan.bench.load_spec`."""

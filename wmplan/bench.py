@@ -1,0 +1,133 @@
+"""Benchmarks: env + checkpoint + planner + costs composed, evaluated under the honest protocol.
+
+Per-environment defaults (`BenchSpec`) live in `experiments/configs/<env>.py`; `wmplan bench` and
+notebooks call `run_bench`, which writes `summary.json`, `episodes.csv`, `episodes.jsonl` (resume
+log) and GIF videos to the output directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wmplan.evaluate import EvalConfig, KeepOutRegion, evaluate, make_tasks
+from wmplan.mpc import MPCConfig
+from wmplan.results import hardware, markdown_table, summarize, write_results
+
+__all__ = ["BenchSpec", "load_spec", "build_agent", "run_bench", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """Everything that defines one environment's benchmark."""
+
+    env: str  # env short name
+    eval: EvalConfig  # protocol: episodes, budget, goals
+    mpc: MPCConfig  # receding-horizon settings
+    checkpoint: str  # world-model checkpoint, relative to the repo root or absolute
+    planners: dict = field(default_factory=dict)  # planner name -> setting overrides for this env
+    metric_keys: tuple = ()  # info keys averaged in the table
+    keep_out: KeepOutRegion | None = None  # guardrail region (agent position, env units)
+    env_kwargs: dict = field(default_factory=dict)  # passed to envs.make
+
+
+def load_spec(env: str) -> BenchSpec:
+    """The `BENCH` spec of `experiments/configs/<env>.py`."""
+    import envs
+
+    name = envs.entry(env).name
+    try:
+        module = importlib.import_module(f"experiments.configs.{name}")
+    except ModuleNotFoundError as err:
+        raise ValueError(f"no benchmark config for {name!r} (experiments/configs/{name}.py)") from err
+    return module.BENCH
+
+
+def _costs(spec: BenchSpec, wm, guardrail: bool):
+    from wmplan.costs import ActionBounds, GoalEnergy, KeepOut, probe_readout
+
+    terms = [GoalEnergy(), ActionBounds()]
+    readout = None
+    if guardrail:
+        if spec.keep_out is None:
+            raise ValueError(f"{spec.env} has no keep-out region configured")
+        if wm.probe is None:
+            raise ValueError("the keep-out guardrail needs a checkpoint with a probe (train it with `wmplan train`)")
+        readout = probe_readout(wm.probe, ("agent_x", "agent_y"))
+        region = spec.keep_out
+        terms.append(KeepOut(centers=((region.x, region.y),), radii=region.radius, margin=0.1 * region.radius, mode="constraint"))
+    return terms, readout
+
+
+def build_agent(spec: BenchSpec, wm, planner: str, action_space, guardrail: bool = False, **planner_cfg):
+    """An `MPCAgent` for `spec` with the env's planner defaults plus `planner_cfg` overrides."""
+    from agents.mpc_agent import MPCAgent
+    from wmplan.planners import make_planner
+
+    settings = {**spec.planners.get(planner, {}), **planner_cfg}
+    terms, readout = _costs(spec, wm, guardrail)
+    plan = make_planner(planner, device=str(wm.device), **settings)
+    return MPCAgent(wm, plan, terms, spec.mpc, action_space=action_space, readout=readout), settings
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _save_gif(path: Path, frames) -> None:
+    import imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    big = [np.kron(f, np.ones((3, 3, 1), dtype=np.uint8)) for f in frames]  # 64 px frames are tiny
+    imageio.mimsave(path, big, duration=0.1, loop=0)
+
+
+def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = None, checkpoint: str | None = None,
+              guardrail: bool = False, device: str = "cpu", progress: bool = True, **planner_cfg) -> dict:
+    """Run one (env, planner) benchmark and write its result files. Returns the summary dict."""
+    import envs
+    from wmplan.world_model import WorldModel
+
+    cfg = spec.eval if episodes is None else dataclasses.replace(spec.eval, episodes=episodes)
+    cfg = dataclasses.replace(cfg, keep_out=spec.keep_out)
+    env = envs.make(spec.env, **spec.env_kwargs)
+    ckpt = _resolve(checkpoint or spec.checkpoint)
+    wm = WorldModel.load(ckpt, device=device, env=envs.entry(spec.env).name, image_size=env.image_size,
+                         action_dim=env.action_space.shape[0])
+    agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, **planner_cfg)
+    tasks = make_tasks(cfg, env=env, env_name=spec.env)
+    out = Path(out_dir)
+    fingerprint = _fingerprint(spec.env, planner, settings, str(ckpt), ckpt.stat().st_mtime_ns, guardrail,
+                               dataclasses.asdict(cfg), dataclasses.asdict(spec.mpc))
+    records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
+                       on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
+    row = {"env": spec.env, "planner": planner + (" + keep-out" if guardrail else ""),
+           **summarize(records, spec.metric_keys)}
+    summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},
+               "planner_settings": settings, "checkpoint": str(ckpt), "guardrail": guardrail,
+               "protocol": f"{cfg.episodes} seeded episodes, {cfg.budget} env steps each, goals: {cfg.goal_source}"
+                           + (f" k={cfg.goal_offset}" if cfg.goal_source != "env" else "")
+                           + "; success judged by the simulator at the end of the budget",
+               "eval": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc)}
+    write_results(out, summary, records)
+    env.close()
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    print(markdown_table([summary["row"]], summary["metric_keys"]))
+    hw = summary["hardware"]
+    print(f"\nhardware: {hw['cpu']}, {hw['torch_threads']} torch threads, device {hw['device']}; {summary['protocol']}")

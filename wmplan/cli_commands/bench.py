@@ -1,0 +1,35 @@
+"""`wmplan bench`: one (env, planner) benchmark under the honest protocol; resumable."""
+
+from __future__ import annotations
+
+NAME = "bench"
+HELP = "benchmark a planner on an environment with a trained checkpoint (JSON, CSV, table, videos)"
+PLANNER_NAMES = ("cem", "icem", "mppi", "gd", "cem-gd")
+
+
+def add_arguments(p):
+    p.add_argument("--env", required=True, help="pusht, maze or chips")
+    p.add_argument("--planner", default="cem", choices=PLANNER_NAMES, help="planner (default cem)")
+    p.add_argument("--episodes", type=int, default=None, help="seeded episodes (default: the env's, >= 50)")
+    p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
+    p.add_argument("--out", default=None, help="output directory (default runs/bench/<env>-<planner>)")
+    p.add_argument("--guardrail", action="store_true", help="add the env's keep-out guardrail as a constraint")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import torch
+
+    from wmplan.bench import load_spec, print_summary, run_bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = load_spec(args.env)
+    out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-keepout' if args.guardrail else ''}"
+    summary = run_bench(spec, args.planner, out, episodes=args.episodes, checkpoint=args.checkpoint,
+                        guardrail=args.guardrail, device=args.device, progress=not args.quiet)
+    print_summary(summary)
+    print(f"results: {out}/summary.json, {out}/episodes.csv; videos: {out}/videos/")
+    return 0

@@ -1,0 +1,21 @@
+"""`wmplan demo`: the push-T benchmark on a few episodes with the shipped checkpoint."""
+
+from __future__ import annotations
+
+NAME = "demo"
+HELP = "plan on push-T with the shipped checkpoint for a few episodes; print the table, write a video"
+
+
+def add_arguments(p):
+    p.add_argument("--episodes", type=int, default=5, help="seeded episodes (default 5)")
+    p.add_argument("--planner", default="cem", help="planner (default cem)")
+    p.add_argument("--out", default="runs/demo", help="output directory")
+
+
+def run(args) -> int:
+    from wmplan.bench import load_spec, print_summary, run_bench
+
+    summary = run_bench(load_spec("pusht"), args.planner, args.out, episodes=args.episodes)
+    print_summary(summary)
+    print(f"\nvideo (real | goal): {args.out}/videos/episode_000.gif")
+    return 0
