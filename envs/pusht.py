@@ -234,6 +234,22 @@ class PushTEnv(MujocoEnv):
             d.qvel[self._agent_dofs] = v + (cfg.kp * (target - p) - cfg.kv * v) * cfg.timestep
             mujoco.mj_step(self.model, d)
 
+    def simulate(self, state: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Physics-only rollout (no rendering) of `actions` [T, 2] from `state`: states [T, 10].
+
+        An oracle for scripted experts and tests; the env's current state is restored afterwards.
+        """
+        saved = self.get_state()
+        try:
+            self.set_state(state)
+            out = []
+            for action in np.asarray(actions, dtype=np.float64).reshape(-1, 2):
+                self._apply_action(self.validate_action(action))
+                out.append(self.get_state())
+            return np.array(out)
+        finally:
+            self.set_state(saved)
+
     def _check_state(self, state: np.ndarray) -> None:
         lo, hi = WALL_IN, WALL_OUT
         if np.any(state[0:4] < lo) or np.any(state[0:4] > hi):
