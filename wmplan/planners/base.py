@@ -19,7 +19,7 @@ import torch
 
 __all__ = [
     "CostOutput", "PlanResult", "Problem", "Planner", "Objective",
-    "feasible_first_order", "best_index", "shift_plan", "colored_noise", "flops_per_replan",
+    "feasible_first_order", "best_index", "shift_plan", "randn", "colored_noise", "flops_per_replan",
 ]
 
 
@@ -84,7 +84,7 @@ class Problem:
     high: torch.Tensor  # [A]
     init: torch.Tensor  # [B, H, A] initial mean / start (centre of the box when not given)
     init_elites: Optional[torch.Tensor]  # [B, K, H, A] or None
-    generator: torch.Generator
+    generator: torch.Generator | list  # one generator, or one per environment
     predictor_calls: int = 0
     objective_calls: int = 0
 
@@ -154,7 +154,8 @@ class Planner:
             horizon: H, planned steps.
             action_low, action_high: ``[A]`` box bounds (array-like).
             init: ``[B, H, A]`` warm start (e.g. `shift_plan` of the previous plan), or None.
-            generator: source of randomness; same seed gives the same plan.
+            generator: a `torch.Generator`, or a list of B (one per environment: then a batched
+                plan equals B separate plans). Same seed, same plan. Default: seed 0.
             init_elites: ``[B, K, H, A]`` shifted elites of the previous plan (iCEM), or None.
 
         Returns:
@@ -192,6 +193,8 @@ class Planner:
             init_elites = self._check(init_elites, (shape[0], init_elites.shape[1], *shape[1:]), "init_elites")
         if generator is None:
             generator = torch.Generator(device=self.device).manual_seed(0)
+        elif isinstance(generator, (list, tuple)) and len(generator) != int(B):
+            raise ValueError(f"got {len(generator)} generators for batch_size {B}")
         problem = Problem(objective, int(B), int(H), low, high, None, init_elites, generator)
         problem.init = problem.clamp(init)
         if init_elites is not None:
@@ -250,7 +253,18 @@ def shift_plan(actions: torch.Tensor, steps: int, pad: str = "last") -> torch.Te
     return torch.cat([kept, fill.expand(*actions.shape[:-2], steps, actions.shape[-1])], dim=-2)
 
 
-def colored_noise(shape: tuple, beta: float, generator: torch.Generator, device=None) -> torch.Tensor:
+def randn(shape: tuple, generator, device=None) -> torch.Tensor:
+    """Standard normal ``[B, ...]``; with a list of B generators, row b comes from generator b, so a
+    batched plan equals B separate plans made with the same per-environment generators.
+    """
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device) for g in generator])
+    return torch.randn(tuple(shape), generator=generator, device=device)
+
+
+def colored_noise(shape: tuple, beta: float, generator, device=None) -> torch.Tensor:
     """Gaussian noise ``[..., H, A]`` with power spectrum ~ 1/f^beta along H (iCEM, Pinneri et al. 2020).
 
     beta = 0 is white noise; beta = 2 (red) gives smooth, temporally correlated action sequences.
@@ -258,13 +272,12 @@ def colored_noise(shape: tuple, beta: float, generator: torch.Generator, device=
     """
     *lead, H, A = shape
     if beta == 0 or H < 2:
-        return torch.randn(shape, generator=generator, device=device)
+        return randn(shape, generator, device)
     freqs = torch.fft.rfftfreq(H, device=device)  # [F]
     freqs[0] = freqs[1]  # avoid the infinite DC amplitude; DC then behaves like the lowest frequency
     scale = freqs ** (-beta / 2)
     spec_shape = (*lead, A, freqs.shape[0])
-    re = torch.randn(spec_shape, generator=generator, device=device)
-    im = torch.randn(spec_shape, generator=generator, device=device)
+    re, im = randn(spec_shape, generator, device), randn(spec_shape, generator, device)
     noise = torch.fft.irfft(torch.complex(re, im) * scale, n=H)  # [..., A, H]
     # irfft keeps only the real part of the DC (and, for even H, Nyquist) bins; the others count 4x.
     weight = torch.full_like(scale, 4.0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from wmplan.planners.base import BestTracker, Planner, PlanResult, Problem
+from wmplan.planners.base import BestTracker, Planner, PlanResult, Problem, randn
 
 __all__ = ["GDConfig", "GDPlanner"]
 
@@ -26,12 +26,15 @@ class GDConfig:
     iterations: int = 50  # Adam steps per re-plan
     lr: float = 0.1  # Adam learning rate in units of the half action range
     final_lr: float = 0.05  # cosine-annealed final learning rate, as a fraction of `lr`
+    betas: tuple = (0.5, 0.9)  # Adam moment decays; less momentum than (0.9, 0.999) settles within ~50 steps
     init_noise: float = 0.5  # std of the extra starts around the warm start, fraction of half range
     violation_weight: float = 1e3  # cost added per unit of constraint violation
 
     def __post_init__(self):
         if self.num_starts < 1 or self.iterations < 1:
             raise ValueError(f"need num_starts >= 1 and iterations >= 1, got {self.num_starts}, {self.iterations}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not 0 < self.final_lr <= 1:
             raise ValueError(f"final_lr must be in (0, 1], got {self.final_lr}")
         if self.lr <= 0 or self.init_noise < 0 or self.violation_weight < 0:
@@ -57,7 +60,7 @@ class GDPlanner(Planner):
         S, B, H, A = self.config.num_starts, problem.batch_size, problem.horizon, problem.action_dim
         parts = [problem.init[:, None]] + ([seeds] if seeds is not None else [])
         n_fixed = sum(p.shape[1] for p in parts)
-        noise = torch.randn((B, max(S - n_fixed, 0), H, A), generator=problem.generator, device=problem.low.device)
+        noise = randn((B, max(S - n_fixed, 0), H, A), problem.generator, problem.low.device)
         parts.append(problem.init[:, None] + self.config.init_noise * problem.half_range * noise)
         return problem.clamp(torch.cat(parts, dim=1)[:, :S])
 
@@ -66,10 +69,11 @@ class GDPlanner(Planner):
         cfg = self.config
         centre = (problem.low + problem.high) / 2
         half = problem.half_range.clamp_min(1e-8)
+        b1, b2 = cfg.betas
         with torch.inference_mode(False), torch.enable_grad():
             centre, half = centre.clone(), half.clone()  # normal tensors even if made in inference mode
             u = ((starts.clone() - centre) / half).requires_grad_(True)  # [B, S, H, A] in [-1, 1]
-            optim = torch.optim.Adam([u], lr=cfg.lr)
+            m, v = torch.zeros_like(u), torch.zeros_like(u)  # Adam moments, written out: no optimiser object
             for step in range(cfg.iterations + 1):
                 actions = centre + half * u
                 out = problem.evaluate(actions)
@@ -77,11 +81,13 @@ class GDPlanner(Planner):
                 if step == cfg.iterations:
                     break  # the last iterate is evaluated, not stepped
                 loss = (out.total + cfg.violation_weight * out.violation).sum()  # candidates are independent
-                anneal = 0.5 * (1 + math.cos(math.pi * step / max(cfg.iterations - 1, 1)))
-                optim.param_groups[0]["lr"] = cfg.lr * (cfg.final_lr + (1 - cfg.final_lr) * anneal)
                 # autograd.grad, not backward: the world model's parameters get no .grad
-                (u.grad,) = torch.autograd.grad(loss, u)
-                u.grad.nan_to_num_(0.0)
-                optim.step()
+                (grad,) = torch.autograd.grad(loss, u)
+                grad = grad.nan_to_num(0.0)
+                anneal = 0.5 * (1 + math.cos(math.pi * step / max(cfg.iterations - 1, 1)))
+                lr = cfg.lr * (cfg.final_lr + (1 - cfg.final_lr) * anneal)
                 with torch.no_grad():
-                    u.clamp_(-1.0, 1.0)  # projection onto the box
+                    m.mul_(b1).add_(grad, alpha=1 - b1)
+                    v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                    m_hat, v_hat = m / (1 - b1 ** (step + 1)), v / (1 - b2 ** (step + 1))
+                    u.sub_(lr * m_hat / (v_hat.sqrt() + 1e-8)).clamp_(-1.0, 1.0)  # Adam step, then projection

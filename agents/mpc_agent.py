@@ -1,0 +1,91 @@
+"""`MPCAgent`: a world model + planner + costs acting in any gymnasium env that gives pixels.
+
+>>> agent = MPCAgent(world_model, make_planner("cem"), [GoalEnergy()], action_space=env.action_space)
+>>> agent.reset(); action = agent.act(obs, goal)
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from wmplan.costs import CostSum, CostTerm, GoalEnergy
+from wmplan.mpc import MPCConfig, MPCController, ReplanRecord
+from wmplan.planners import Planner, make_planner
+
+__all__ = ["MPCAgent"]
+
+
+def _split(obs) -> tuple:
+    """``(pixels, proprio | None)`` from an observation dict or a bare pixel array."""
+    if isinstance(obs, dict):
+        if "pixels" not in obs:
+            raise ValueError(f"observation dict needs a 'pixels' entry, got keys {sorted(obs)}")
+        return np.asarray(obs["pixels"]), (None if obs.get("proprio") is None else np.asarray(obs["proprio"]))
+    return np.asarray(obs), None
+
+
+class MPCAgent:
+    """Plans in latent space and returns env actions; one instance drives one env or a batch of B.
+
+    Args:
+        world_model: object with `encode`, `rollout`, `frameskip`, `action_dim`, `history`, `device`.
+        planner: a `Planner` or a registry name ("cem", "icem", "mppi", "gd", "cem-gd").
+        costs: a `CostSum`, a list of cost terms, or None for the goal energy alone.
+        config: `MPCConfig` (horizon, executed steps, warm start, seed).
+        action_space: a gymnasium Box giving the env action bounds (or pass action_low/high).
+        readout: ``z_pred -> [..., 2]`` agent position, needed by position guardrails.
+    """
+
+    def __init__(self, world_model, planner: Union[Planner, str] = "cem",
+                 costs: Union[CostSum, Sequence[CostTerm], Callable, None] = None,
+                 config: MPCConfig = MPCConfig(), *, action_space=None, action_low=None, action_high=None,
+                 readout: Optional[Callable] = None):
+        if action_space is not None:
+            action_low, action_high = action_space.low, action_space.high
+        if action_low is None or action_high is None:
+            raise ValueError("MPCAgent needs the env action bounds: pass action_space= or action_low=/action_high=")
+        if isinstance(planner, str):
+            planner = make_planner(planner, device=str(getattr(world_model, "device", "cpu")))
+        if costs is None:
+            costs = CostSum([GoalEnergy()])
+        elif isinstance(costs, (list, tuple)):
+            costs = CostSum(costs)
+        self.controller = MPCController(world_model, planner, costs, action_low, action_high, config, readout)
+        self._goal_pixels: Optional[np.ndarray] = None
+
+    def reset(self) -> None:
+        """Start a new episode (clears history, cached goal, warm start; re-seeds the planner)."""
+        self.controller.reset()
+        self._goal_pixels = None
+
+    def act(self, obs, goal) -> np.ndarray:
+        """The next env action for `obs` towards `goal`.
+
+        Args:
+            obs, goal: dicts with ``pixels`` (``[H, W, 3]`` uint8, or ``[B, H, W, 3]`` for B envs) and
+                optionally ``proprio``, or bare pixel arrays.
+
+        Returns:
+            ``[A]`` float32 action (``[B, A]`` for batched observations).
+        """
+        pixels, proprio = _split(obs)
+        goal_pixels, goal_proprio = _split(goal)
+        single = pixels.ndim == 3
+        if single:
+            pixels, goal_pixels = pixels[None], goal_pixels[None]
+            proprio = None if proprio is None else proprio[None]
+            goal_proprio = None if goal_proprio is None else goal_proprio[None]
+        if pixels.shape != goal_pixels.shape:
+            raise ValueError(f"observation pixels {pixels.shape} and goal pixels {goal_pixels.shape} differ in shape")
+        if self._goal_pixels is None or not np.array_equal(self._goal_pixels, goal_pixels):
+            self.controller.set_goal(goal_pixels, goal_proprio)  # encoded once per goal, then cached
+            self._goal_pixels = goal_pixels.copy()
+        action = self.controller.act(pixels, proprio).astype(np.float32)
+        return action[0] if single else action
+
+    @property
+    def records(self) -> list[ReplanRecord]:
+        """One `ReplanRecord` per re-plan of the current episode."""
+        return self.controller.records
