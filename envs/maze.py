@@ -31,6 +31,7 @@ class MazeConfig:
     jitter: float = 0.25  # sampled starts/goals: cell centre + uniform(+-jitter) per axis
     min_start_goal_distance: float = 0.5  # sampled goals lie at least this far from the start
     random_shape: tuple[int, int] = (9, 9)  # rows, cols (odd) of labmaze random layouts, outer wall included
+    train_layout_seeds: tuple[int, int] = (0, 1000)  # [lo, hi) drawn per reset by MazeEnv(layout="random", layout_seed=None)
     marker_radius: float = 0.2  # drawn agent radius (D4RL draws a 0.2 site; the collision sphere is 0.1)
     view_margin: float = 0.25  # wall thickness kept in view around the free interior
     dense_reward: bool = False  # False: reward = success (sparse); True: exp(-distance) (Gymnasium-Robotics)
@@ -106,6 +107,8 @@ class MazeEnv(MujocoEnv):
     Start and goal are sampled uniformly over free cells with a uniform +-0.25 jitter per axis, at
     least 0.5 apart, at rest. Reset options: `layout` ("umaze", "medium", "large", "random") and
     `layout_seed` (random layouts; alone it implies "random"); `start_cell`/`goal_cell` as (row, col);
+    `MazeEnv(layout="random", layout_seed=None)` draws a new layout per reset from the seeded reset
+    generator, seeds in `config.train_layout_seeds` (keep higher seeds for unseen test layouts);
     `start_pos`/`goal_pos` as world (x, y); or full `init_state`/`goal_state` vectors (their layout
     code selects the layout). A layout change rebuilds the MuJoCo model; the state size stays 5.
     `set_state` only accepts states of the current layout (reset with it to switch).
@@ -119,11 +122,12 @@ class MazeEnv(MujocoEnv):
     allowed_options = ("init_state", "goal_state", "layout", "layout_seed",
                        "start_cell", "goal_cell", "start_pos", "goal_pos")
 
-    def __init__(self, layout: str = "umaze", layout_seed: int = 0, image_size: int = 64,
+    def __init__(self, layout: str = "umaze", layout_seed: int | None = 0, image_size: int = 64,
                  config: MazeConfig = MazeConfig(), render_mode: str | None = "rgb_array"):
         self.config = config
-        self.default_layout_seed = layout_seed
-        self.layout = self._resolve_layout(layout, layout_seed)
+        self.resample_layout = layout == "random" and layout_seed is None
+        self.default_layout_seed = config.train_layout_seeds[0] if layout_seed is None else layout_seed
+        self.layout = self._resolve_layout(layout, self.default_layout_seed)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._contact_steps = 0
         self._pending_start: np.ndarray | None = None
@@ -149,13 +153,18 @@ class MazeEnv(MujocoEnv):
         self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, self.image_size)
         self.data = mujoco.MjData(self.model)
 
-    def _layout_for_reset(self, options: dict) -> MazeLayout:
-        """The layout a reset asks for: the layout options, else that of a given state, else the current one."""
+    def _layout_for_reset(self, options: dict, seed: int | None) -> MazeLayout:
+        """The layout a reset asks for: the layout options, else that of a given state, else the current
+        one (or a freshly drawn one in resampling mode)."""
         codes = {k: self._state_layout_code(options[k], k) for k in ("init_state", "goal_state") if options.get(k) is not None}
         if "layout" in options or "layout_seed" in options:
             layout = self._resolve_layout(options.get("layout", "random"), options.get("layout_seed", self.default_layout_seed))
         elif codes:
             layout = layout_from_code(next(iter(codes.values())), self.config.random_shape)
+        elif self.resample_layout:
+            # A stream apart from the one that samples start and goal (the base reseeds that with `seed`).
+            rng = self.np_random if seed is None else np.random.default_rng((seed, 0x6D617A65))
+            layout = random_layout(int(rng.integers(*self.config.train_layout_seeds)), self.config.random_shape)
         else:
             layout = self.layout
         for key, code in codes.items():
@@ -172,7 +181,7 @@ class MazeEnv(MujocoEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         options = dict(options or {})
         self._check_options(options)
-        self._switch_layout(self._layout_for_reset(options))
+        self._switch_layout(self._layout_for_reset(options, seed))
         self._pending_start = None
         return super().reset(seed=seed, options=options)
 
@@ -234,6 +243,10 @@ class MazeEnv(MujocoEnv):
             )
         if not self.layout.is_free(self.layout.cell_of(state[:2])):
             raise EnvInputError(f"agent position {state[:2]} lies inside a wall or outside the {self.layout.name} maze")
+
+    @property
+    def state_names(self) -> list[str]:
+        return super().state_names[:4] + ["extra_layout_code"]  # 'extra' keeps it out of default probe targets
 
     def set_state(self, state) -> None:
         super().set_state(state)

@@ -172,3 +172,15 @@ def test_noisy_expert_mixes_random_segments(env):
         assert action.shape == (2,) and np.all(np.abs(action) <= 1)
         modes.append(expert._random_segment)
     assert 0 < np.mean(modes) < 1
+
+
+def test_resampling_mode_draws_seeded_training_layouts():
+    env = MazeEnv(layout="random", layout_seed=None)
+    seeds = []
+    for s in (0, 1, 2, 0):
+        env.reset(seed=s)
+        seeds.append(env.layout.seed)
+        assert env.config.train_layout_seeds[0] <= env.layout.seed < env.config.train_layout_seeds[1]
+    assert seeds[0] == seeds[3] and len(set(seeds)) == 3
+    assert env.state_names == ["agent_x", "agent_y", "d_agent_x", "d_agent_y", "extra_layout_code"]
+    env.close()
