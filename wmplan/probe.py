@@ -21,14 +21,15 @@ __all__ = ["ProbeConfig", "Probe", "fit_probe", "state_targets", "r2_score"]
 class ProbeConfig:
     """How a probe is built and fitted."""
 
-    hidden: int = 0  # 0: linear readout of the flattened tokens; >0: one hidden layer of this width
-    steps: int = 500  # full-batch Adam steps
-    lr: float = 3e-3  # Adam learning rate
-    weight_decay: float = 1e-4  # L2 regularisation (AdamW)
+    hidden: int = 0  # 0: linear readout of the flattened tokens (closed-form ridge); >0: MLP hidden width
+    ridge: float = 1e-2  # L2 penalty of the linear probe, per sample, on standardised inputs
+    steps: int = 500  # full-batch AdamW steps (MLP probe)
+    lr: float = 3e-3  # AdamW learning rate (MLP probe)
+    weight_decay: float = 1e-4  # AdamW weight decay (MLP probe)
 
     def __post_init__(self):
-        if self.hidden < 0 or self.steps < 1 or self.lr <= 0:
-            raise ValueError("hidden must be >= 0, steps >= 1 and lr > 0")
+        if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.ridge < 0:
+            raise ValueError("hidden must be >= 0, steps >= 1, lr > 0 and ridge >= 0")
 
 
 class Probe(nn.Module):
@@ -128,16 +129,36 @@ def fit_probe(z_train, y_train, z_val, y_val, names, config: ProbeConfig = Probe
     probe.in_std.copy_(flat.std(0).clamp_min(1e-6))
     probe.out_mean.copy_(yt.mean(0))
     probe.out_std.copy_(yt.std(0).clamp_min(1e-6))
-    opt = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    for _ in range(config.steps):
-        loss = (((probe(zt) - yt) / probe.out_std) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    if config.hidden:
+        _fit_adam(probe, zt, yt, config)
+    else:
+        _fit_ridge(probe, zt, yt, config.ridge)
     probe.eval()
     with torch.no_grad():
         r2 = r2_score(probe(zv), yv)
     return probe, {name: float(v) for name, v in zip(names, r2)}
+
+
+def _fit_ridge(probe: Probe, z: torch.Tensor, y: torch.Tensor, ridge: float) -> None:
+    """Closed-form ridge regression in the probe's standardised coordinates (float64 solve)."""
+    x = ((z.flatten(1) - probe.in_mean) / probe.in_std).double()  # [M, F]
+    t = ((y - probe.out_mean) / probe.out_std).double()  # [M, K]
+    x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)  # bias column
+    reg = ridge * len(x) * torch.eye(x1.shape[1], dtype=x.dtype, device=x.device)
+    reg[-1, -1] = 0.0  # the bias is not penalised
+    w = torch.linalg.solve(x1.T @ x1 + reg, x1.T @ t)  # [F+1, K]
+    with torch.no_grad():
+        probe.net[0].weight.copy_(w[:-1].T.float())
+        probe.net[0].bias.copy_(w[-1].float())
+
+
+def _fit_adam(probe: Probe, z: torch.Tensor, y: torch.Tensor, config: ProbeConfig) -> None:
+    opt = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    for _ in range(config.steps):
+        loss = (((probe(z) - y) / probe.out_std) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
 
 def probe_config_dict(config: ProbeConfig) -> dict:

@@ -1,0 +1,100 @@
+"""Feature cache: encode every frame of a dataset once with a frozen encoder.
+
+A frozen encoder's features never change, so world-model training reads cached tokens instead of
+running the ViT every step. The cache is an HDF5 file next to the dataset,
+`DIR/features_<hash16>.h5`, one dataset per episode (`ep_000000: [T+1, N, D_v]`), with the full
+encoder hash in its attributes: a cache made by another encoder (or for fewer episodes) is never
+used. It is written atomically (temporary file + `os.replace`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from wmplan.encoders.loading import encoder_hash
+from wmplan.encoders.vit import ViTEncoder
+
+__all__ = ["cache_path", "cache_features", "load_features"]
+
+
+def cache_path(dataset_root, encoder_or_hash) -> Path:
+    """Where the cache of this encoder lives for a dataset."""
+    digest = encoder_or_hash if isinstance(encoder_or_hash, str) else encoder_hash(encoder_or_hash)
+    return Path(dataset_root) / f"features_{digest[:16]}.h5"
+
+
+def _is_valid(path: Path, digest: str, n_episodes: int) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("encoder_hash") == digest and int(f.attrs.get("n_episodes", -1)) == n_episodes
+    except OSError:
+        return False
+
+
+def cache_features(dataset, encoder: ViTEncoder, batch_size: int = 256, device: str = "cpu",
+                   dtype: str = "float16", progress: bool = True) -> Path:
+    """Encode all frames of `dataset` (an `EpisodeDataset`) unless a valid cache exists.
+
+    Args:
+        dataset: the episodes (`len`, `.root`, `.episode(i, keys)`).
+        encoder: the frozen encoder.
+        batch_size: frames per encoder call.
+        device: where to run the encoder.
+        dtype: storage dtype of the tokens ("float16" halves the file; "float32" is exact).
+        progress: show a tqdm bar.
+
+    Returns:
+        The cache file path.
+    """
+    digest = encoder_hash(encoder)
+    path = cache_path(dataset.root, digest)
+    if _is_valid(path, digest, len(dataset)):
+        return path
+    encoder = encoder.to(device).freeze()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for i in tqdm(range(len(dataset)), desc="encoding frames", unit="ep", disable=not progress):
+                pixels = dataset.episode(i, keys=("pixels",))["pixels"]  # [T+1, H, W, 3]
+                f.create_dataset(f"ep_{i:06d}", data=encode_frames(encoder, pixels, batch_size).astype(dtype))
+            f.attrs["encoder_hash"] = digest
+            f.attrs["n_episodes"] = len(dataset)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def encode_frames(encoder: ViTEncoder, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """uint8 `[M, H, W, 3]` -> float32 tokens `[M, N, D_v]`, in batches under inference mode."""
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(pixels), batch_size):
+            out.append(encoder.encode_pixels(pixels[s : s + batch_size]).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def load_features(path, encoder_or_hash, episodes=None) -> list[np.ndarray]:
+    """Cached tokens per episode (float32 `[T+1, N, D_v]`), checked against the encoder hash.
+
+    Raises:
+        FileNotFoundError: no cache at `path`.
+        ValueError: the cache was made by another encoder.
+    """
+    digest = encoder_or_hash if isinstance(encoder_or_hash, str) else encoder_hash(encoder_or_hash)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no feature cache at {path}; build it with cache_features(dataset, encoder)")
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("encoder_hash") != digest:
+            raise ValueError(f"feature cache {path} is stale: made by another encoder; delete it to re-encode")
+        keys = sorted(k for k in f if k.startswith("ep_"))
+        ids = range(len(keys)) if episodes is None else episodes
+        return [f[f"ep_{i:06d}"][()].astype(np.float32) for i in ids]
