@@ -172,6 +172,15 @@ class MazeEnv(MujocoEnv):
                 raise EnvInputError(f"{key} has layout code {code}, but this reset uses layout code {layout.code}")
         return layout
 
+    def _check_options(self, options: dict) -> None:
+        super()._check_options(options)
+        for state_key, prefix in (("init_state", "start"), ("goal_state", "goal")):
+            given = [k for k in (state_key, f"{prefix}_cell", f"{prefix}_pos") if options.get(k) is not None]
+            if len(given) > 1:
+                raise EnvInputError(f"reset options {given} conflict: give at most one of them")
+        if options.get("layout", "random") != "random" and "layout_seed" in options:
+            raise EnvInputError(f"layout_seed only applies to layout='random', got layout={options['layout']!r}")
+
     def _state_layout_code(self, state, key: str) -> float:
         state = np.asarray(state, dtype=np.float64)
         if state.shape != (5,) or not np.all(np.isfinite(state)):

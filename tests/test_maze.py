@@ -88,7 +88,9 @@ def test_velocity_is_clipped(env):
      ({"start_pos": [0.55, 1.0]}, "inside a wall"),  # centre free, but the sphere overlaps the wall
      ({"goal_pos": [np.nan, 1.0]}, "finite"),
      ({"init_state": [1.0, 2.0, 0.0, 0.0, 0.0]}, "inside a wall"),
-     ({"layout": "medium", "init_state": [1.0, 1.0, 0.0, 0.0, 0.0]}, "layout code")],
+     ({"layout": "medium", "init_state": [1.0, 1.0, 0.0, 0.0, 0.0]}, "layout code"),
+     ({"layout": "umaze", "layout_seed": 3}, "only applies"),
+     ({"goal_cell": (1, 1), "goal_pos": [1.0, 3.0]}, "conflict")],
 )
 def test_bad_options_raise(env, options, match):
     with pytest.raises(EnvInputError, match=match):
