@@ -33,7 +33,6 @@ class PushTExpertConfig:
     contact_spacing: float = 5.0  # spacing of candidate contact points on the T outline
     length_scale: float = float(np.sqrt(BLOCK_INERTIA))  # mm per radian in the pose error (radius of gyration)
     lookahead: float = 90.0  # distance of the travel target ahead of the pusher (~37 mm/step)
-    approach_lookahead: float = 30.0  # the same on the final approach to the contact
     waypoint_tol: float = 15.0  # a travel waypoint counts as reached within this distance
     arrive_tol: float = 3.0  # the standoff point counts as reached within this distance
     travel_speed: float = 30.0  # mm per step, for travel-cost estimates
@@ -43,6 +42,7 @@ class PushTExpertConfig:
     ranked_contacts: int = 4  # contacts (best analytic gain) whose travel path is planned
     min_gain: float = 0.2  # a push continues while the oracle predicts this much error reduction (mm)
     max_travel_steps: int = 40  # replan when travel takes longer
+    replan_shift: float = 3.0  # replan when the block moves this much (mm, or mm of L theta) during travel
     segment_steps: tuple[int, int] = (3, 8)  # length range of random segments
     random_smoothing: float = 0.7  # AR(1) coefficient of random-segment actions
 
@@ -184,6 +184,25 @@ def _pd_step(cfg) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def _carrot(p: np.ndarray, waypoints: np.ndarray, reach: float) -> np.ndarray:
+    """The point `reach` mm along the polyline p -> waypoints (its end if shorter)."""
+    for w in waypoints:
+        d = float(np.linalg.norm(w - p))
+        if d >= reach:
+            return p + (w - p) * reach / d
+        reach, p = reach - d, w
+    return p
+
+
+def _passed(p: np.ndarray, world: np.ndarray, tol: float = 30.0) -> bool:
+    """Whether the pusher has gone past ring waypoint world[0] (not the exit) and is on the next leg."""
+    if len(world) < 3:
+        return False
+    a, b = world[0], world[1]
+    t = np.dot(p - a, b - a) / max(np.dot(b - a, b - a), 1e-9)
+    return 0.0 < t < 1.0 and np.linalg.norm(a + t * (b - a) - p) < tol
+
+
 class PushTExpert:
     """Scripted push-T expert with target noise and random segments (for data collection).
 
@@ -294,6 +313,7 @@ class PushTExpert:
             if gain[i] / steps > best_rate:
                 best, best_rate, self.path = i, gain[i] / steps, path
         self.contact, self.mode, self.travel_steps = best, ("idle" if best is None else "travel"), 0
+        self.plan_pose = pose.copy()
 
     def _route(self, p_local: np.ndarray, i: int, standoff: np.ndarray, inside):
         """A path to contact i's standoff, with the largest clearance the walls allow; or None."""
@@ -308,20 +328,23 @@ class PushTExpert:
         pose, p = state[2:5], state[:2]
         self.travel_steps += 1
         world = self.path @ _rot(pose[2]).T + pose[:2]
-        while len(world) > 1 and np.linalg.norm(world[0] - p) < self.cfg.waypoint_tol:
+        while len(world) > 1 and (np.linalg.norm(world[0] - p) < self.cfg.waypoint_tol or _passed(p, world)):
             world, self.path = world[1:], self.path[1:]
-        if len(world) == 1 and np.linalg.norm(world[0] - p) < self.cfg.arrive_tol:
+        if len(world) == 1 and np.linalg.norm(world[0] - p) < self.cfg.arrive_tol + 0.5 * self.noise:
             self.mode = "push"
             return None
-        if self.travel_steps > self.cfg.max_travel_steps:
-            self.mode = "select"
+        moved = np.abs(np.r_[pose[:2] - self.plan_pose[:2], self.cfg.length_scale * wrap_angle(pose[2] - self.plan_pose[2])])
+        if self.travel_steps > self.cfg.max_travel_steps or moved.max() > self.cfg.replan_shift:
+            self.mode = "select"  # too slow, or the block was bumped: plan again
             return None
-        reach = self.cfg.approach_lookahead if len(world) <= 2 else self.cfg.lookahead
-        step = world[0] - p
-        dist = np.linalg.norm(step)
-        if len(world) == 1:  # damp the arrival: no overshoot into the block
-            return world[0] - 0.05 * state[5:7]
-        return p + step * min(1.0, reach / max(dist, 1e-9))
+        if len(world) == 1:  # final leg along the contact normal: come to rest at the standoff point
+            return self._deadbeat(state, world[0])[0]
+        return _carrot(p, world[:-1], self.cfg.lookahead)  # up to the exit point, not round the corner
+
+    def _deadbeat(self, state: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        """Targets for this and the next step that bring the pusher to rest at `stop`: [2, 2]."""
+        x0 = np.array([state[0:2], state[5:7]])  # rows: position, velocity; columns: x, y
+        return self.deadbeat_inv @ (np.array([stop, [0.0, 0.0]]) - self.a2 @ x0)
 
     def _push(self, state: np.ndarray):
         """Push at the chosen contact: the oracle picks the pusher stop point with the least settled error."""
@@ -333,7 +356,7 @@ class PushTExpert:
         rot = _rot(pose[2])
         m_w = rot @ self.contact_m[i]
         touch = self.contact_r[i] @ rot.T + pose[:2] - m_w * AGENT_RADIUS
-        if np.dot(p - touch, -m_w) > 3.0 * self.cfg.standoff:  # pushed out of place (noise, glide): re-plan
+        if np.dot(p - touch, -m_w) > 3.0 * self.cfg.standoff + self.noise:  # knocked out of place: re-plan
             self.mode = "select"
             return None
         depths = np.clip(along * self.depth_per_gain[i] * np.array(self.cfg.depth_scales), 0.3, self.cfg.max_depth)
@@ -352,8 +375,7 @@ class PushTExpert:
 
         Returns the pose-error norm at the end and this step's pusher target.
         """
-        x0 = np.array([state[0:2], state[5:7]])  # rows: position, velocity; columns: x, y
-        targets = self.deadbeat_inv @ (np.array([stop, [0.0, 0.0]]) - self.a2 @ x0)  # [2 steps, xy]
+        targets = self._deadbeat(state, stop)
         s = state
         for target in (targets[0], targets[1], stop):
             action = np.clip((target - s[:2]) / self.scale, -1.0, 1.0)
