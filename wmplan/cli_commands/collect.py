@@ -19,7 +19,18 @@ def add_arguments(p):
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     p.add_argument("--image-size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--policy-kwargs", default="{}", help='JSON dict for the policy, e.g. \'{"noise": 20}\'')
+    p.add_argument("--env-kwargs", default="{}", help='JSON dict for the env, e.g. \'{"layout": "random"}\'')
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _json_dict(flag: str, text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be a JSON object: {err}") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
+    return value
 
 
 def run(args) -> int:
@@ -27,11 +38,8 @@ def run(args) -> int:
     from wmplan.data.collect import CollectConfig, collect
 
     envs.entry(args.env)  # unknown names fail here, before any work
-    try:
-        policy_kwargs = json.loads(args.policy_kwargs)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--policy-kwargs must be a JSON object: {err}") from err
-    cfg = CollectConfig(env=args.env, out=args.out, episodes=args.episodes, steps=args.steps, policy=args.policy,
+    policy_kwargs, env_kwargs = _json_dict("--policy-kwargs", args.policy_kwargs), _json_dict("--env-kwargs", args.env_kwargs)
+    cfg = CollectConfig(env_kwargs=env_kwargs, env=args.env, out=args.out, episodes=args.episodes, steps=args.steps, policy=args.policy,
                         seed=args.seed, workers=args.workers, image_size=args.image_size, policy_kwargs=policy_kwargs)
     start = time.perf_counter()
     out = collect(cfg, progress=not args.quiet)

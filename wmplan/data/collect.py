@@ -31,6 +31,7 @@ class CollectConfig:
     workers: int = 1  # parallel processes
     image_size: int = 64  # rendered frame side
     policy_kwargs: dict = field(default_factory=dict)  # e.g. {"noise": 25.0} for the expert
+    env_kwargs: dict = field(default_factory=dict)  # e.g. {"layout": "random"} for the maze
 
     def __post_init__(self):
         if self.episodes < 1:
@@ -95,7 +96,7 @@ def _worker(args):
     cfg, indices = args
     import envs
 
-    env = envs.make(cfg.env, image_size=cfg.image_size)
+    env = envs.make(cfg.env, image_size=cfg.image_size, **cfg.env_kwargs)
     for i in indices:
         ep = rollout_episode(cfg, env, i)
         seed = ep.pop("seed")
@@ -110,9 +111,9 @@ def _run_worker(args):
 def _meta(cfg: CollectConfig) -> dict:
     import envs
 
-    env = envs.make(cfg.env, image_size=cfg.image_size)
+    env = envs.make(cfg.env, image_size=cfg.image_size, **cfg.env_kwargs)
     meta = {"env": envs.entry(cfg.env).name, "gym_id": envs.entry(cfg.env).gym_id, "image_size": cfg.image_size,
-            "action_dim": int(env.action_space.shape[0]), "proprio_dim": int(env.proprio_dim),
+            "env_kwargs": cfg.env_kwargs, "action_dim": int(env.action_space.shape[0]), "proprio_dim": int(env.proprio_dim),
             "state_dim": int(env.state_dim), "state_names": env.state_names, "action_low": env.action_space.low.tolist(),
             "action_high": env.action_space.high.tolist(), "collect": asdict(cfg) | {"out": None}}
     env.close()
