@@ -223,7 +223,8 @@ class PushTExpert:
         self.env, self.noise, self.random_frac, self.seed, self.cfg = env, noise, random_frac, seed, config
         self.scale = env.config.action_scale
         self.contact_r, self.contact_m, self.contact_exit = _contacts(config)
-        w = np.cross(self.contact_r, self.contact_m) / config.length_scale
+        r, m = self.contact_r, self.contact_m
+        w = (r[:, 0] * m[:, 1] - r[:, 1] * m[:, 0]) / config.length_scale  # (r x m) / L
         self.twist = np.c_[self.contact_m, w] / np.sqrt(1.0 + w**2)[:, None]  # unit twist per contact [C, 3]
         self.depth_per_gain = np.sqrt(1.0 + w**2)  # push depth per mm of error along the twist
         # Fallback rings with less clearance for blocks close to a wall.
@@ -237,7 +238,7 @@ class PushTExpert:
         """Forget the current plan; reseed the noise (with `seed`, else the constructor's seed)."""
         self.rng = np.random.default_rng(self.seed if seed is None else seed)
         self.contact, self.path, self.mode, self.travel_steps = None, None, "select", 0
-        self.random_left, self.random_action = 0, np.zeros(2)
+        self.random_left, self.random_action, self.last_random = 0, np.zeros(2), False
 
     # ------------------------------------------------------------------ pose error
     def pose_error(self, state: np.ndarray) -> np.ndarray:
@@ -249,14 +250,15 @@ class PushTExpert:
     # ------------------------------------------------------------------ acting
     def act(self) -> np.ndarray:
         """The next action, float32 [2] in [-1, 1]."""
-        if self.random_left > 0:
+        self.last_random = self.random_left > 0
+        if self.last_random:
             return self._random_step()
         p_start = self.random_frac / (np.mean(self.cfg.segment_steps) * (1 - self.random_frac) + self.random_frac)
         if self.random_frac > 0 and self.rng.random() < p_start:
             lo, hi = self.cfg.segment_steps
             self.random_left = int(self.rng.integers(lo, hi + 1))
             self.random_action = self.rng.uniform(-1.0, 1.0, 2)
-            self.mode = "select"
+            self.mode, self.last_random = "select", True
             return self._random_step()
         target = self._expert_target(self.env.get_state())
         target = target + self.rng.normal(0.0, self.noise, 2) if self.noise > 0 else target
