@@ -26,6 +26,9 @@ class PointMassModel(torch.nn.Module):
         self.dt = torch.nn.Parameter(torch.tensor(DT))  # a parameter, to check planning leaves its grad alone
         self.calls = []
 
+    def flops_per_step(self):
+        return 8.0
+
     def encode(self, pixels, proprio=None):  # [B, H, W, 3] uint8, [B, 2] -> [B, 1, 2]
         assert pixels.dtype == torch.uint8 and pixels.ndim == 4
         return proprio[:, None, :].clone()
@@ -90,6 +93,7 @@ def test_execute_several_steps_and_records():
     assert rec.positions.shape == (1, 4, 2) and set(rec.terms) == {"goal"}
     np.testing.assert_allclose(rec.positions[0, 0], path[1, 0], atol=1e-5)  # exact model: prediction = reality
     assert rec.predictor_calls == 6 * 64 * 4 and rec.wall_time > 0 and rec.history.shape == (6, 1)
+    assert rec.flops == 8.0 * rec.predictor_calls
     np.testing.assert_allclose(rec.cost, rec.terms["goal"], rtol=1e-6)
 
 
@@ -158,3 +162,31 @@ def test_random_policy_is_seeded_bounded_and_holds_actions():
     assert np.array_equal(acts[0], acts[1]) and not np.array_equal(acts[1], acts[2])
     a.reset()
     assert np.array_equal(a.act(), acts[0])
+
+
+@pytest.mark.parametrize("name", ["cem", "gd"])
+def test_runs_with_the_real_world_model_and_probe_guardrail(name):
+    """Against a tiny random `WorldModel` (ViT encoder + predictor + probe): shapes, bounds, no grads."""
+    pytest.importorskip("wmplan.world_model")
+    from wmplan.costs import probe_readout
+    from wmplan.encoders import ViTConfig, ViTEncoder
+    from wmplan.predictor import Predictor, PredictorConfig
+    from wmplan.probe import Probe
+    from wmplan.world_model import WorldModel
+
+    enc = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pool_grid=2), seed=0)
+    pred = Predictor(PredictorConfig(history=2, frameskip=2, width=16, depth=1, num_heads=2), num_tokens=4,
+                     latent_dim=19, action_dim=2, proprio_dim=3, seed=0)
+    wm = WorldModel(enc, pred, "pusht", 32, 2, np.zeros(3), np.ones(3), probe=Probe(4, 19, ["agent_x", "agent_y"])).eval()
+    costs = [GoalEnergy(), KeepOut(centers=[[0.0, 0.0]], radii=0.1, mode="constraint")]
+    planner = make_planner(name, **({"num_starts": 2, "iterations": 3} if name == "gd" else FAST["cem"]))
+    agent = MPCAgent(wm, planner, costs, MPCConfig(horizon=3), action_low=[-0.5, -0.5], action_high=[0.5, 0.5],
+                     readout=probe_readout(wm.probe))
+    rng = np.random.default_rng(0)
+    obs = lambda: {"pixels": rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8), "proprio": rng.normal(size=(2, 3))}
+    goal = obs()
+    for _ in range(5):
+        action = agent.act(obs(), goal)
+        assert action.shape == (2, 2) and np.all(np.abs(action) <= 0.5 + 1e-6)
+    assert len(agent.records) == 3 and agent.records[0].positions.shape == (2, 3, 2)
+    assert all(p.grad is None for p in wm.parameters())

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from wmplan.costs import CostContext, CostSum
-from wmplan.planners.base import CostOutput, Planner, PlanResult, shift_plan
+from wmplan.planners.base import CostOutput, Planner, PlanResult, flops_per_replan, shift_plan
 
 __all__ = ["MPCConfig", "MPCController", "LatentObjective", "ReplanRecord"]
 
@@ -59,6 +59,7 @@ class ReplanRecord:
     terms: dict  # {name: [B]} per-term costs of the chosen plan
     positions: Optional[np.ndarray] = None  # [B, H, 2] predicted agent positions, when a readout exists
     history: Optional[np.ndarray] = None  # [I, B] best cost per planner iteration
+    flops: Optional[float] = None  # predictor FLOPs, when the model reports `flops_per_step()`
 
 
 class LatentObjective:
@@ -169,8 +170,8 @@ class MPCController:
     def _start_planned_step(self, pixels, proprio) -> None:
         """At a planned-step boundary: record the frame, re-plan if the queue is empty, pop one step."""
         start = time.perf_counter()
-        self._frames.append(self.encode(pixels, proprio))
-        self._frames, self._steps = self._frames[-self.T :], self._steps[-(self.T - 1) :] if self.T > 1 else []
+        self._frames = (self._frames + [self.encode(pixels, proprio)])[-self.T :]  # keep the last T frames
+        self._steps = self._steps[len(self._steps) - (len(self._frames) - 1) :]  # and the steps between them
         if self._queue is None or self._queue.shape[1] == 0:
             self._replan(start)
         step, self._queue = self._queue[:, 0], self._queue[:, 1:]  # [B, A_fs]
@@ -179,7 +180,7 @@ class MPCController:
 
     def _history(self) -> tuple:
         """``z_hist [B, T', P, D]`` and ``a_past [B, T'-1, A_fs] | None`` from the real frames."""
-        frames, steps = list(self._frames), list(self._steps[-(len(self._frames) - 1) :]) if len(self._frames) > 1 else []
+        frames, steps = list(self._frames), list(self._steps)  # T' frames, T'-1 steps between them
         if self.config.history_padding == "repeat":
             while len(frames) < self.T:
                 frames.insert(0, frames[0])
@@ -214,7 +215,7 @@ class MPCController:
             predictor_calls=result.predictor_calls, objective_calls=result.objective_calls,
             cost=out.total[:, 0].cpu().numpy(), violation=out.violation[:, 0].cpu().numpy(),
             terms={k: v[:, 0].cpu().numpy() for k, v in out.terms.items()}, positions=positions,
-            history=result.history.cpu().numpy()))
+            history=result.history.cpu().numpy(), flops=flops_per_replan(self.wm, result, self.planner.needs_grad)))
 
     @property
     def last_plan(self) -> Optional[PlanResult]:
