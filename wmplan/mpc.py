@@ -205,17 +205,22 @@ class MPCController:
         with mode:
             result = self.planner.plan(objective, B, H, self.plan_low, self.plan_high, init=init,
                                        generator=self.generators, init_elites=elites)
+        self._plan, self._queue = result, result.actions[:, : cfg.execute_steps].detach().clone()
+        self.records.append(self._record(objective, result, start))
+
+    def _record(self, objective: LatentObjective, result: PlanResult, start: float) -> ReplanRecord:
+        """Score the chosen plan once more (B*H predictor steps, not counted) for its breakdown."""
         with torch.inference_mode():
-            chosen = objective.context(result.actions[:, None])  # score the chosen plan [B, 1, H, A_fs]
+            chosen = objective.context(result.actions[:, None])  # [B, 1, H, A_fs]
             out = self.costs(chosen)
             positions = chosen.positions()[:, 0].cpu().numpy() if self.readout is not None else None
-        self._plan, self._queue = result, result.actions[:, : cfg.execute_steps].detach().clone()
-        self.records.append(ReplanRecord(
+        first = lambda t: t[:, 0].cpu().numpy()  # [B, 1] -> [B]
+        return ReplanRecord(
             env_step=self._env_step, wall_time=time.perf_counter() - start, plan_time=result.wall_time,
             predictor_calls=result.predictor_calls, objective_calls=result.objective_calls,
-            cost=out.total[:, 0].cpu().numpy(), violation=out.violation[:, 0].cpu().numpy(),
-            terms={k: v[:, 0].cpu().numpy() for k, v in out.terms.items()}, positions=positions,
-            history=result.history.cpu().numpy(), flops=flops_per_replan(self.wm, result, self.planner.needs_grad)))
+            cost=first(out.total), violation=first(out.violation), terms={k: first(v) for k, v in out.terms.items()},
+            positions=positions, history=result.history.cpu().numpy(),
+            flops=flops_per_replan(self.wm, result, self.planner.needs_grad))
 
     @property
     def last_plan(self) -> Optional[PlanResult]:
