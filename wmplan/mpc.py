@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
-from wmplan.costs import CostContext, CostSum
+from wmplan.costs import CostContext
 from wmplan.planners.base import CostOutput, Planner, PlanResult, flops_per_replan, shift_plan
 
 __all__ = ["MPCConfig", "MPCController", "LatentObjective", "ReplanRecord"]
