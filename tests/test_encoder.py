@@ -80,3 +80,26 @@ def test_wmplan_encoder_roundtrip_and_hash(tmp_path):
     assert z.shape == (3, 16, 128)
     with pytest.raises(ValueError, match="uint8"):
         loaded.encode_pixels(frames(size=64).astype(np.float32))
+
+
+def test_dino_pretraining_loss_decreases_without_collapse():
+    import math
+
+    from wmplan.encoders.dino_pretrain import DinoConfig, pretrain_dino, sinkhorn_knopp
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    frames = np.zeros((64, 32, 32, 3), np.uint8)
+    for im in frames:  # coloured squares on coloured backgrounds
+        im[:] = rng.integers(0, 80, 3)
+        for r, c in rng.integers(0, 24, (2, 2)):
+            im[r : r + 8, c : c + 8] = rng.integers(100, 256, 3)
+    cfg = DinoConfig(arch="vit-micro-32", steps=80, batch_size=32, out_dim=16, head_hidden=64, bottleneck=32,
+                     local_crops=2, warmup_steps=5, lr=1e-3)
+    enc, log = pretrain_dino(frames, cfg, seed=0, progress=False, log_every=8)
+    late = np.mean([entry["loss"] for entry in log[-3:]])
+    assert late < 0.7 * log[0]["loss"]
+    assert late < math.log(cfg.out_dim) - 0.2  # a collapsed (uniform) student would sit at log K
+    assert not any(p.requires_grad for p in enc.parameters())
+    q = sinkhorn_knopp(torch.randn(32, 16))
+    torch.testing.assert_close(q.sum(1), torch.ones(32))  # rows are distributions

@@ -65,8 +65,12 @@ class ViTConfig:
 
 VIT_CONFIGS: dict[str, ViTConfig] = {
     # Small ViTs for 64x64 env frames: 8x8 patches, pooled to 4x4 = 16 latent tokens.
-    "vit-tiny-64": ViTConfig(image_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4, pool_grid=4),
-    "vit-small-64": ViTConfig(image_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=6, pool_grid=4),
+    # LayerScale starts at 0.1 (CaiT's value for shallow nets): at DINOv2's 1e-5 the cls token of a
+    # freshly initialised net barely sees the image, and short self-distillation runs collapse.
+    "vit-tiny-64": ViTConfig(64, 8, 128, 4, 4, layerscale_init=0.1, pool_grid=4),
+    "vit-small-64": ViTConfig(64, 8, 192, 6, 6, layerscale_init=0.1, pool_grid=4),
+    # For tests and smoke runs on 32x32 frames.
+    "vit-micro-32": ViTConfig(32, 8, 32, 2, 2, layerscale_init=0.1, pool_grid=2),
     # Official DINOv2 architectures (pos_embed stored at 518 px = 37x37 patches).
     "dinov2_vits14": ViTConfig(224, 14, 384, 12, 6, pos_grid=37, pool_grid=0),
     "dinov2_vitb14": ViTConfig(224, 14, 768, 12, 12, pos_grid=37, pool_grid=0),

@@ -1,0 +1,215 @@
+"""DINO self-distillation pretraining of the encoder on environment frames, fully offline.
+
+Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers": a student ViT
+matches the output distribution of an EMA teacher across crops of the same frame. The teacher
+sees only the global crops; its outputs are centred (running mean `c`) and sharpened (low
+temperature) to avoid collapse (Eq. 1 and Sec. 3.1 of the paper):
+
+    L = sum_{g in global} sum_{v != g} H(softmax((t(g) - c) / tau_t), softmax(s(v) / tau_s))
+
+Multi-crop is adapted to small frames: 2 global crops at full resolution (scale 0.4-1) and a few
+local crops at half resolution (scale 0.1-0.4), made with batched affine resampling. No flips:
+left/right matters for control. The teacher's backbone is the encoder that is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from wmplan.encoders.vit import VIT_CONFIGS, ViTEncoder, pixels_to_tensor
+
+__all__ = ["DinoConfig", "DINOHead", "DINOLoss", "multi_crop", "pretrain_dino"]
+
+
+@dataclass(frozen=True)
+class DinoConfig:
+    """DINO pretraining hyper-parameters (small-image defaults)."""
+
+    arch: str = "vit-tiny-64"  # key of VIT_CONFIGS
+    steps: int = 3000  # optimizer steps
+    batch_size: int = 128  # frames per step
+    lr: float = 5e-4  # peak AdamW learning rate (after linear warm-up, cosine decay)
+    warmup_steps: int = 100  # learning-rate warm-up steps
+    weight_decay: float = 0.04  # AdamW weight decay
+    out_dim: int = 256  # prototypes K of the DINO head
+    head_hidden: int = 512  # hidden width of the head MLP
+    bottleneck: int = 128  # head bottleneck before the prototypes
+    local_crops: int = 4  # number of local crops
+    global_scale: tuple = (0.4, 1.0)  # area fraction range of global crops
+    local_scale: tuple = (0.1, 0.4)  # area fraction range of local crops
+    teacher_temp: float = 0.04  # teacher softmax temperature (sharpening)
+    student_temp: float = 0.1  # student softmax temperature
+    center_momentum: float = 0.9  # EMA of the teacher-output centre
+    centering: str = "sinkhorn"  # "center" (DINO's running mean) or "sinkhorn" (DINOv2's Sinkhorn-Knopp)
+    momentum: float = 0.996  # initial teacher EMA momentum (cosine to 1)
+    grad_clip: float = 3.0  # max gradient norm
+
+    def __post_init__(self):
+        if self.arch not in VIT_CONFIGS:
+            raise ValueError(f"unknown arch {self.arch!r}; known: {sorted(VIT_CONFIGS)}")
+        if not (0 < self.global_scale[0] <= self.global_scale[1] <= 1 and 0 < self.local_scale[0] <= self.local_scale[1] <= 1):
+            raise ValueError("crop scales must satisfy 0 < low <= high <= 1")
+        if self.centering not in ("center", "sinkhorn"):
+            raise ValueError(f"centering must be 'center' or 'sinkhorn', got {self.centering!r}")
+        if min(self.steps, self.batch_size, self.out_dim) < 1 or self.local_crops < 0:
+            raise ValueError("steps, batch_size, out_dim must be >= 1 and local_crops >= 0")
+
+
+class DINOHead(nn.Module):
+    """MLP -> L2-normalised bottleneck -> weight-normalised prototypes (norm fixed to 1)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, bottleneck: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, bottleneck))
+        self.prototypes = nn.Linear(bottleneck, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)  # [B, bottleneck]
+        return F.linear(x, F.normalize(self.prototypes.weight, dim=-1))  # [B, K]
+
+
+class DINOLoss(nn.Module):
+    """Cross-entropy between centred, sharpened teacher and student distributions over crop pairs."""
+
+    def __init__(self, out_dim: int, teacher_temp: float, student_temp: float, center_momentum: float,
+                 centering: str = "center"):
+        super().__init__()
+        self.teacher_temp, self.student_temp, self.center_momentum = teacher_temp, student_temp, center_momentum
+        self.centering = centering
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def teacher_targets(self, t: torch.Tensor) -> torch.Tensor:
+        """Centred, sharpened teacher distribution `[B, K]`."""
+        if self.centering == "center":
+            return F.softmax((t - self.center) / self.teacher_temp, dim=-1)
+        return sinkhorn_knopp(t / self.teacher_temp)
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+        """student: logits per crop (globals first) `[B, K]`; teacher: logits of the global crops."""
+        targets = [self.teacher_targets(t) for t in teacher]
+        logps = [F.log_softmax(s / self.student_temp, dim=-1) for s in student]
+        total, pairs = 0.0, 0
+        for ti, target in enumerate(targets):
+            for si, logp in enumerate(logps):
+                if si != ti:
+                    total = total + (-target * logp).sum(-1).mean()
+                    pairs += 1
+        self._update_center(torch.cat(teacher))
+        return total / pairs
+
+    @torch.no_grad()
+    def _update_center(self, teacher: torch.Tensor) -> None:
+        m = self.center_momentum
+        self.center.mul_(m).add_(teacher.mean(0, keepdim=True), alpha=1 - m)
+
+
+@torch.no_grad()
+def sinkhorn_knopp(logits: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+    """Soft assignment `[B, K]` with equal prototype usage over the batch (Caron et al. 2020, SwAV; DINOv2)."""
+    B, K = logits.shape
+    q = torch.exp(logits - logits.max()).T  # [K, B]
+    q /= q.sum()
+    for _ in range(iterations):
+        q /= q.sum(dim=1, keepdim=True) * K
+        q /= q.sum(dim=0, keepdim=True) * B
+    return (q * B).T
+
+
+def random_resized_crops(images: torch.Tensor, size: int, scale: tuple, generator: torch.Generator) -> torch.Tensor:
+    """Batched random crops (area fraction in `scale`, aspect 3/4-4/3) resampled to `size`: `[B, 3, size, size]`."""
+    B = images.shape[0]
+    u = torch.rand(B, 4, generator=generator)
+    area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+    log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[:, 1]
+    w = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0)  # crop width / image width
+    h = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0)
+    cx, cy = (1 - w) * (2 * u[:, 2] - 1), (1 - h) * (2 * u[:, 3] - 1)  # centres in [-1, 1] keeping the crop inside
+    theta = torch.zeros(B, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
+    grid = F.affine_grid(theta.to(images), [B, 3, size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _jitter(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mild per-image brightness/contrast jitter (on normalised images)."""
+    B = x.shape[0]
+    gain = (0.8 + 0.4 * torch.rand(B, 1, 1, 1, generator=generator)).to(x)
+    shift = (0.2 * torch.rand(B, 1, 1, 1, generator=generator) - 0.1).to(x)
+    return x * gain + shift
+
+
+def multi_crop(images: torch.Tensor, cfg: DinoConfig, generator: torch.Generator) -> list[torch.Tensor]:
+    """2 global crops at full size, then `local_crops` at half size (patch-aligned)."""
+    S, p = images.shape[-1], VIT_CONFIGS[cfg.arch].patch_size
+    local = max(p, (S // 2) // p * p)
+    crops = [random_resized_crops(images, S, cfg.global_scale, generator) for _ in range(2)]
+    crops += [random_resized_crops(images, local, cfg.local_scale, generator) for _ in range(cfg.local_crops)]
+    return [_jitter(c, generator) for c in crops]
+
+
+def _cls(backbone: ViTEncoder, x: torch.Tensor) -> torch.Tensor:
+    return backbone.forward_tokens(x)[:, 0]  # [B, D]
+
+
+def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: int = 0, device: str = "cpu",
+                  progress: bool = True, log_every: int = 10) -> tuple[ViTEncoder, list[dict]]:
+    """Pretrain a ViT with DINO on uint8 frames `[M, H, W, 3]`.
+
+    Args:
+        frames: the training images (env frames; H = W = the arch's image size or resized to it).
+        config: hyper-parameters.
+        seed: seeds the initialisation, batch sampling and augmentations.
+        device: where to train.
+        progress: show a tqdm bar.
+        log_every: steps between log entries.
+
+    Returns:
+        The frozen teacher backbone (the encoder to use) and the loss log `[{"step", "loss"}]`.
+    """
+    cfg, gen = config, torch.Generator().manual_seed(seed)
+    student = ViTEncoder(VIT_CONFIGS[cfg.arch], seed=seed).to(device)
+    s_head = DINOHead(student.config.embed_dim, cfg.out_dim, cfg.head_hidden, cfg.bottleneck).to(device)
+    teacher, t_head = copy.deepcopy(student).requires_grad_(False), copy.deepcopy(s_head).requires_grad_(False)
+    loss_fn = DINOLoss(cfg.out_dim, cfg.teacher_temp, cfg.student_temp, cfg.center_momentum, cfg.centering).to(device)
+    params = list(student.parameters()) + list(s_head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    images = pixels_to_tensor(frames, student.config.image_size, "cpu")  # [M, 3, S, S]
+    log = []
+    for step in tqdm(range(cfg.steps), desc="DINO pretraining", disable=not progress):
+        idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
+        crops = [c.to(device) for c in multi_crop(images[idx], cfg, gen)]
+        with torch.no_grad():
+            t_out = [t_head(_cls(teacher, c)) for c in crops[:2]]
+        s_out = [s_head(_cls(student, c)) for c in crops]
+        loss = loss_fn(s_out, t_out)
+        _set_lr(opt, step, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        _ema(teacher, student, t_head, s_head, 1 - (1 - cfg.momentum) * (math.cos(math.pi * step / cfg.steps) + 1) / 2)
+        if step % log_every == 0 or step == cfg.steps - 1:
+            log.append({"step": step, "loss": loss.item()})
+    return teacher.freeze(), log
+
+
+def _set_lr(opt, step: int, cfg: DinoConfig) -> None:
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    cosine = 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * warm * cosine
+
+
+@torch.no_grad()
+def _ema(teacher, student, t_head, s_head, m: float) -> None:
+    for t, s in zip(list(teacher.parameters()) + list(t_head.parameters()), list(student.parameters()) + list(s_head.parameters())):
+        t.mul_(m).add_(s.detach(), alpha=1 - m)
