@@ -109,3 +109,20 @@ def test_run_dir_with_other_config_is_refused(dataset, tmp_path):
     train_world_model(dataset, encoder(), tmp_path, "toy", PCFG, tcfg(steps=2), progress=False)
     with pytest.raises(ValueError, match="another configuration"):
         train_world_model(dataset, encoder(), tmp_path, "toy", PCFG, tcfg(steps=2), seed=1, progress=False)
+
+
+def test_cli_pretrain_then_train_end_to_end(dataset, tmp_path, capsys):
+    from wmplan.cli import main
+
+    enc = tmp_path / "enc.pt"
+    assert main(["pretrain-encoder", "--data", str(dataset.root), "--out", str(enc), "--arch", "vit-micro-32",
+                 "--steps", "3", "--batch-size", "8", "--quiet"]) == 0
+    args = ["train", "--env", "toy", "--data", str(dataset.root), "--encoder", str(enc), "--out", str(tmp_path / "run"),
+            "--steps", "4", "--batch-size", "8", "--val-every", "2", "--history", "2", "--frameskip", "2", "--quiet"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert out["tokens_per_frame"] == 4 and set(out["probe_r2"]) == {"agent_x", "agent_y"}
+    WorldModel.load(tmp_path / "run" / "world_model.pt", env="toy", image_size=SIZE, action_dim=2)
+    assert main(["train", "--env", "pusht", *args[3:]]) == 2  # wrong env: one-line error
+    assert "collected in 'toy'" in capsys.readouterr().err
+    assert main([*args[:5], "--encoder", str(tmp_path / "nope.pt"), *args[7:]]) == 2

@@ -1,0 +1,57 @@
+"""`wmplan train`: train a world model (predictor on a frozen encoder) on a collected dataset."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+NAME = "train"
+HELP = "train a world model on a dataset with a frozen encoder (re-run the same command to resume)"
+
+
+def add_arguments(p):
+    p.add_argument("--env", required=True, help="environment the dataset was collected in (pusht, maze, chips)")
+    p.add_argument("--data", required=True, help="dataset directory (from `wmplan collect`)")
+    p.add_argument("--encoder", required=True, help="encoder file: from `wmplan pretrain-encoder`, or a DINOv2 .pth")
+    p.add_argument("--out", required=True, help="run directory: resumable state, world_model.pt, metrics.json")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, sampling and the probe")
+    p.add_argument("--steps", type=int, default=20_000, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per step")
+    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
+    p.add_argument("--predictor", default=None, help="predictor preset (default: the env's, else the default config)")
+    p.add_argument("--history", type=int, default=None, help="override the preset's history length")
+    p.add_argument("--frameskip", type=int, default=None, help="override the preset's frameskip")
+    p.add_argument("--conditioning", choices=["concat", "adaln"], default=None, help="override action conditioning")
+    p.add_argument("--rollout-steps", type=int, default=1, help="k-step rollout loss (0: teacher forcing only)")
+    p.add_argument("--val-every", type=int, default=500, help="steps between validations and checkpoints")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def predictor_config(args):
+    from wmplan.predictor import PREDICTOR_CONFIGS, PredictorConfig
+
+    name = args.predictor or (args.env if args.env in PREDICTOR_CONFIGS else None)
+    if name is not None and name not in PREDICTOR_CONFIGS:
+        raise ValueError(f"unknown predictor preset {name!r}; known: {sorted(PREDICTOR_CONFIGS)}")
+    cfg = PREDICTOR_CONFIGS[name] if name else PredictorConfig()
+    overrides = {"history": args.history, "frameskip": args.frameskip, "conditioning": args.conditioning}
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def run(args) -> int:
+    from wmplan.data import EpisodeDataset
+    from wmplan.encoders import load_encoder
+    from wmplan.train import TrainConfig, train_world_model
+
+    dataset = EpisodeDataset(args.data)
+    if dataset.meta.get("env") != args.env:
+        raise ValueError(f"{args.data} was collected in {dataset.meta.get('env')!r}, not {args.env!r}")
+    encoder = load_encoder(args.encoder, device=args.device)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, rollout_steps=args.rollout_steps,
+                         val_every=args.val_every, ckpt_every=args.val_every, warmup_steps=min(200, args.steps // 10 + 1))
+    metrics = train_world_model(dataset, encoder, args.out, args.env, predictor_config(args), config, seed=args.seed,
+                                device=args.device, progress=not args.quiet)
+    summary = {k: metrics[k] for k in ("final", "probe_r2", "predictor_params", "flops_per_step", "tokens_per_frame")}
+    print(json.dumps({"out": str(args.out), **summary}, indent=2))
+    return 0
