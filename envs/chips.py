@@ -33,7 +33,10 @@ def _yaw_quat(yaw: float) -> np.ndarray:
 
 
 class ChipsEnv(MujocoEnv):
-    """Sweep `n_chips` flat chips into a square goal region with a board held by a mocap body.
+    """Sweep `n_chips` flat chips into a square goal region with a board driven by a mocap body.
+
+    The board is a heavy gravity-compensated free body welded to the mocap target (so its contacts
+    see a real velocity instead of mocap's penetration-driven pushes, which made chips pop up).
 
     Units: the table is [0, 512]² mm, top at z = 0; the MuJoCo model and the state vector are in
     metres, every task quantity (info, `goal_region_mm`, helpers) in millimetres.
@@ -52,7 +55,8 @@ class ChipsEnv(MujocoEnv):
     ## Rewards / Success
     Reward is the fraction of chip centres inside the goal square. `info`: `fraction_inside`,
     `success` (fraction ≥ 0.9), `chamfer_mm` (symmetric Chamfer distance to the goal chips' centres),
-    `n_off_table` (chips pushed off the table; they drop to a floor 100 mm below and stay counted),
+    `n_off_table` (chip centres pushed beyond the table square; the table plane extends past the
+    camera's view, so such chips stay in the state, out of reach, and are counted, never dropped),
     `board_xy_mm`, `stacked` / `max_chip_z_mm` (a chip resting on another), `max_chip_speed_mm_s`.
 
     ## Starting State
