@@ -37,6 +37,8 @@ class BenchSpec:
     metric_keys: tuple = ()  # info keys averaged in the table
     keep_out: KeepOutRegion | None = None  # guardrail region (agent position, env units)
     env_kwargs: dict = field(default_factory=dict)  # passed to envs.make
+    goal_steps: str = "last"  # goal energy on the last predicted step or "all" steps
+    proprio_weight: float = 0.1  # weight of the proprio part of the goal energy (visual part: 1)
 
 
 def load_spec(env: str) -> BenchSpec:
@@ -54,7 +56,10 @@ def load_spec(env: str) -> BenchSpec:
 def _costs(spec: BenchSpec, wm, guardrail: bool):
     from wmplan.costs import ActionBounds, GoalEnergy, KeepOut, probe_readout
 
-    terms = [GoalEnergy(), ActionBounds()]
+    vis, dim = wm.visual_dim, wm.latent_shape[1]
+    terms = [GoalEnergy(steps=spec.goal_steps, features=(0, vis)), ActionBounds()]
+    if dim > vis and spec.proprio_weight > 0:
+        terms.append(GoalEnergy(name="goal_proprio", weight=spec.proprio_weight, steps=spec.goal_steps, features=(vis, dim)))
     readout = None
     if guardrail:
         if spec.keep_out is None:
@@ -96,13 +101,14 @@ def _save_gif(path: Path, frames) -> None:
 
 
 def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = None, checkpoint: str | None = None,
-              guardrail: bool = False, device: str = "cpu", progress: bool = True, **planner_cfg) -> dict:
+              guardrail: bool = False, device: str = "cpu", progress: bool = True, seed: int | None = None,
+              **planner_cfg) -> dict:
     """Run one (env, planner) benchmark and write its result files. Returns the summary dict."""
     import envs
     from wmplan.world_model import WorldModel
 
     cfg = spec.eval if episodes is None else dataclasses.replace(spec.eval, episodes=episodes)
-    cfg = dataclasses.replace(cfg, keep_out=spec.keep_out)
+    cfg = dataclasses.replace(cfg, keep_out=spec.keep_out, seed=cfg.seed if seed is None else seed)
     env = envs.make(spec.env, **spec.env_kwargs)
     ckpt = _resolve(checkpoint or spec.checkpoint)
     wm = WorldModel.load(ckpt, device=device, env=envs.entry(spec.env).name, image_size=env.image_size,
@@ -111,6 +117,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(out_dir)
     fingerprint = _fingerprint(spec.env, planner, settings, str(ckpt), ckpt.stat().st_mtime_ns, guardrail,
+                               spec.goal_steps, spec.proprio_weight,
                                dataclasses.asdict(cfg), dataclasses.asdict(spec.mpc))
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))

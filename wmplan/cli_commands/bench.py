@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 NAME = "bench"
 HELP = "benchmark a planner on an environment with a trained checkpoint (JSON, CSV, table, videos)"
 PLANNER_NAMES = ("cem", "icem", "mppi", "gd", "cem-gd")
@@ -16,6 +18,9 @@ def add_arguments(p):
     p.add_argument("--guardrail", action="store_true", help="add the env's keep-out guardrail as a constraint")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
+    p.add_argument("--proprio-weight", type=float, default=None, help="override the spec's proprio goal weight")
+    p.add_argument("--goal-steps", choices=["last", "all"], default=None, help="override the spec's goal steps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -27,9 +32,11 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
+    overrides = {k: v for k, v in (("proprio_weight", args.proprio_weight), ("goal_steps", args.goal_steps)) if v is not None}
+    spec = dataclasses.replace(spec, **overrides)
     out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-keepout' if args.guardrail else ''}"
     summary = run_bench(spec, args.planner, out, episodes=args.episodes, checkpoint=args.checkpoint,
-                        guardrail=args.guardrail, device=args.device, progress=not args.quiet)
+                        guardrail=args.guardrail, device=args.device, progress=not args.quiet, seed=args.seed)
     print_summary(summary)
     print(f"results: {out}/summary.json, {out}/episodes.csv; videos: {out}/videos/")
     return 0

@@ -186,7 +186,7 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
     log = []
     for step in tqdm(range(cfg.steps), desc="DINO pretraining", disable=not progress):
         idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
-        crops = [c.to(device) for c in multi_crop(images[idx], cfg, gen)]
+        crops = multi_crop(images[idx].to(device), cfg, gen)  # augment on the device; random draws stay on the CPU
         with torch.no_grad():
             t_out = [t_head(_cls(teacher, c)) for c in crops[:2]]
         s_out = [s_head(_cls(student, c)) for c in crops]
@@ -211,5 +211,7 @@ def _set_lr(opt, step: int, cfg: DinoConfig) -> None:
 
 @torch.no_grad()
 def _ema(teacher, student, t_head, s_head, m: float) -> None:
-    for t, s in zip(list(teacher.parameters()) + list(t_head.parameters()), list(student.parameters()) + list(s_head.parameters())):
-        t.mul_(m).add_(s.detach(), alpha=1 - m)
+    t_params = list(teacher.parameters()) + list(t_head.parameters())
+    s_params = list(student.parameters()) + list(s_head.parameters())
+    torch._foreach_mul_(t_params, m)  # one fused update instead of a Python loop per tensor
+    torch._foreach_add_(t_params, [p.detach() for p in s_params], alpha=1 - m)

@@ -1,0 +1,112 @@
+"""What the encoder and the world model know, measured on held-out push-T episodes.
+
+    python experiments/eval_world_model.py --data data/pusht --checkpoint experiments/checkpoints/pusht/world_model.pt
+
+1. Encoder: linear (ridge) probe from frozen *visual* features (proprio excluded) of held-out frames
+   to agent xy, block xy, sin/cos block angle -- for the checkpoint's encoder and for a randomly
+   initialised ViT of the same shape, so the value of pretraining is visible.
+2. World model: the checkpoint's probe applied to latents *predicted* 1, 5 and 10 steps ahead
+   (each step = frameskip env steps) from the real history and actions: block position error (mm)
+   and angle error (deg), medians over held-out windows.
+
+Writes experiments/results/pusht_world_model.json (a benchmark, not a test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wmplan.data import EpisodeDataset, gather_window, window_index
+from wmplan.encoders import ViTEncoder
+from wmplan.probe import fit_probe, state_targets
+from wmplan.world_model import WorldModel
+
+TARGETS = ("agent_x", "agent_y", "block_x", "block_y", "sin(block_theta)", "cos(block_theta)")
+
+
+def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([encoder.encode_pixels(frames[i : i + batch]) for i in range(0, len(frames), batch)])
+
+
+def probe_r2(encoder, train: tuple, val: tuple, names) -> dict:
+    """R² per target of a ridge probe on visual tokens `[M, N, D]`."""
+    zt, zv = _encode_visual(encoder, train[0]), _encode_visual(encoder, val[0])
+    _, r2 = fit_probe(zt, torch.as_tensor(train[1]).float(), zv, torch.as_tensor(val[1]).float(), names, seed=0)
+    return {k: round(float(v), 4) for k, v in r2.items()}
+
+
+def _frames(ds, ids, per_episode: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    names = ds.meta["state_names"]
+    px, ys = [], []
+    for e in ids:
+        ep = ds.episode(int(e), keys=("pixels", "states"))
+        pick = rng.choice(len(ep["pixels"]), size=min(per_episode, len(ep["pixels"])), replace=False)
+        px.append(ep["pixels"][pick])
+        ys.append(state_targets(ep["states"][pick], names, TARGETS))
+    return np.concatenate(px), np.concatenate(ys)
+
+
+def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows: int = 400, seed: int = 0) -> dict:
+    """Median block position (mm) / angle (deg) error of the probe on predicted latents."""
+    fs, T, Hmax = wm.frameskip, wm.history, max(horizons)
+    index = window_index(ds.lengths()[ids], T + Hmax, fs, stride=fs)
+    rng = np.random.default_rng(seed)
+    index = index[rng.permutation(len(index))[:max_windows]]
+    names, probe = ds.meta["state_names"], wm.probe
+    errs = {h: ([], []) for h in horizons}
+    bi = [probe.index(n) for n in ("block_x", "block_y", "sin(block_theta)", "cos(block_theta)")]
+    cache = {}
+    for e, t in index:
+        ep = cache.setdefault(int(ids[e]), ds.episode(int(ids[e])))
+        w = gather_window(ep, int(t), T + Hmax, fs)
+        with torch.inference_mode():
+            z = wm.encode(w["pixels"][:T], w["proprio"][:T])[None]  # [1, T, N, D]
+            acts = torch.as_tensor(w["actions"], dtype=torch.float32)[None]  # [1, T+Hmax-1, fs*A]
+            z_pred = wm.rollout(z, acts[:, T - 1 :], acts[:, : T - 1] if T > 1 else None)  # [1, Hmax, N, D]
+            out = probe(z_pred)[0].numpy()  # [Hmax, K]
+        truth = state_targets(w["states"][T:], names, TARGETS)  # [Hmax, 6]
+        for h in horizons:
+            p = out[h - 1, bi]
+            errs[h][0].append(float(np.hypot(*(p[:2] - truth[h - 1, 2:4]))))
+            ang = np.arctan2(p[2], p[3]) - np.arctan2(truth[h - 1, 4], truth[h - 1, 5])
+            errs[h][1].append(float(np.rad2deg(abs((ang + np.pi) % (2 * np.pi) - np.pi))))
+    return {f"{h}_steps": {"env_steps": h * fs, "block_pos_mm_median": round(float(np.median(errs[h][0])), 2),
+                           "block_angle_deg_median": round(float(np.median(errs[h][1])), 2), "windows": len(errs[h][0])}
+            for h in horizons}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoint", default="experiments/checkpoints/pusht/world_model.pt")
+    p.add_argument("--out", default="experiments/results/pusht_world_model.json")
+    p.add_argument("--frames-per-episode", type=int, default=20)
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    ds, wm = EpisodeDataset(args.data), WorldModel.load(args.checkpoint)
+    train_ids, val_ids = ds.split(0.1, seed=0)
+    rng = np.random.default_rng(0)
+    train, val = _frames(ds, train_ids[:300], args.frames_per_episode, rng), _frames(ds, val_ids, args.frames_per_episode, rng)
+    random_vit = ViTEncoder(wm.encoder.config, seed=123).freeze()
+    result = {
+        "encoder_probe_r2": {"pretrained": probe_r2(wm.encoder, train, val, TARGETS),
+                             "random_init": probe_r2(random_vit, train, val, TARGETS),
+                             "train_frames": len(train[0]), "val_frames": len(val[0])},
+        "prediction": prediction_errors(wm, ds, val_ids),
+        "checkpoint": args.checkpoint, "seconds": round(time.perf_counter() - start, 1),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""Reproduce a shipped checkpoint: collect -> pretrain-encoder -> train, then record how it was made.
+
+    python experiments/train_checkpoint.py --env pusht --device cuda   # or --device cpu
+
+Every step is a `wmplan` command (printed and recorded); re-running resumes each step. The result is
+`experiments/checkpoints/<env>/world_model.pt` with `manifest.json` beside it: the commands, their
+wall times, the hardware and the training metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# Per-environment recipe: collection, encoder pretraining and world-model training arguments.
+RECIPES = {
+    "pusht": {"collect": ["--episodes", "1000"], "pretrain": ["--steps", "3000"], "train": ["--steps", "20000"]},
+    "maze": {"collect": ["--episodes", "600", "--env-kwargs", '{"layout": "umaze"}'], "pretrain": ["--steps", "2000"],
+             "train": ["--steps", "15000"]},
+    "chips": {"collect": ["--episodes", "300"], "pretrain": ["--steps", "2000"], "train": ["--steps", "10000"]},
+}
+
+
+def _run(cmd: list[str], log: list) -> None:
+    print("+", shlex.join(cmd), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    log.append({"command": shlex.join(["wmplan", *cmd[3:]]), "seconds": round(time.perf_counter() - start, 1)})
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", required=True, choices=sorted(RECIPES))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data", default=None, help="dataset dir (default data/<env>; collected if missing)")
+    p.add_argument("--work", default=None, help="run dir (default runs/train/<env>)")
+    p.add_argument("--out", default=None, help="where world_model.pt + manifest.json go (default experiments/checkpoints/<env>)")
+    p.add_argument("--train-steps", default=None, help="override the recipe's training steps")
+    args = p.parse_args(argv)
+    recipe = RECIPES[args.env]
+    data = Path(args.data or f"data/{args.env}")
+    work = Path(args.work or f"runs/train/{args.env}")
+    out = Path(args.out or HERE / "checkpoints" / args.env)
+    wm = [sys.executable, "-m", "wmplan.cli"]
+    log: list = []
+    if not (data / "meta.json").is_file():
+        _run([*wm, "collect", "--env", args.env, "--out", str(data), "--workers", "2", "--quiet", *recipe["collect"]], log)
+    _run([*wm, "pretrain-encoder", "--data", str(data), "--out", str(work / "encoder.pt"), "--device", args.device,
+          "--quiet", *recipe["pretrain"]], log)
+    train = recipe["train"] if args.train_steps is None else ["--steps", args.train_steps]
+    _run([*wm, "train", "--env", args.env, "--data", str(data), "--encoder", str(work / "encoder.pt"),
+          "--out", str(work), "--device", args.device, "--quiet", *train], log)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "world_model.pt").write_bytes((work / "world_model.pt").read_bytes())
+    from wmplan.results import hardware
+
+    metrics = json.loads((work / "metrics.json").read_text()) if (work / "metrics.json").is_file() else {}
+    manifest = {"env": args.env, "steps": log, "hardware": hardware() | {"device": args.device},
+                "data": {"episodes": len(list((data / "episodes").glob("*.h5")))}, "metrics": metrics,
+                "reproduce": f"python experiments/train_checkpoint.py --env {args.env} --device {args.device}"}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    print(json.dumps({k: manifest[k] for k in ("steps", "hardware")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
