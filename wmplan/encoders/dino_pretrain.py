@@ -177,7 +177,9 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
     """
     cfg, gen = config, torch.Generator().manual_seed(seed)
     student = ViTEncoder(VIT_CONFIGS[cfg.arch], seed=seed).to(device)
-    s_head = DINOHead(student.config.embed_dim, cfg.out_dim, cfg.head_hidden, cfg.bottleneck).to(device)
+    with torch.random.fork_rng(devices=[]):  # the head's default init uses the global RNG: seed it, leave it as it was
+        torch.manual_seed(seed)
+        s_head = DINOHead(student.config.embed_dim, cfg.out_dim, cfg.head_hidden, cfg.bottleneck).to(device)
     teacher, t_head = copy.deepcopy(student).requires_grad_(False), copy.deepcopy(s_head).requires_grad_(False)
     loss_fn = DINOLoss(cfg.out_dim, cfg.teacher_temp, cfg.student_temp, cfg.center_momentum, cfg.centering).to(device)
     params = list(student.parameters()) + list(s_head.parameters())
