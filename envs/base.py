@@ -120,12 +120,12 @@ class MujocoEnv(gym.Env):
     def state_names(self) -> list[str]:
         """A name per entry of the state vector (joint names; velocities prefixed with 'd_')."""
         m = self.model
-        suffix = {mujoco.mjtJoint.mjJNT_FREE: ["x", "y", "z", "qw", "qx", "qy", "qz"],
-                  mujoco.mjtJoint.mjJNT_BALL: ["qw", "qx", "qy", "qz"]}
-        vsuffix = {mujoco.mjtJoint.mjJNT_FREE: ["vx", "vy", "vz", "wx", "wy", "wz"], mujoco.mjtJoint.mjJNT_BALL: ["wx", "wy", "wz"]}
+        free, ball = int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJoint.mjJNT_BALL)
+        suffix = {free: ["x", "y", "z", "qw", "qx", "qy", "qz"], ball: ["qw", "qx", "qy", "qz"]}
+        vsuffix = {free: ["vx", "vy", "vz", "wx", "wy", "wz"], ball: ["wx", "wy", "wz"]}
         pos, vel = [], []
         for j in range(m.njnt):
-            name, kind = m.joint(j).name or f"joint{j}", m.jnt_type[j]
+            name, kind = m.joint(j).name or f"joint{j}", int(m.jnt_type[j])
             pos += [f"{name}_{s}" for s in suffix[kind]] if kind in suffix else [name]
             vel += [f"d_{name}_{s}" for s in vsuffix[kind]] if kind in vsuffix else [f"d_{name}"]
         act = [f"act{i}" for i in range(m.na)]

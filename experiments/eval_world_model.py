@@ -61,6 +61,7 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
     index = index[rng.permutation(len(index))[:max_windows]]
     names, probe = ds.meta["state_names"], wm.probe
     errs = {h: ([], []) for h in horizons}
+    hold = {h: [] for h in horizons}  # baseline: the block stays where the last real frame shows it
     bi = [probe.index(n) for n in ("block_x", "block_y", "sin(block_theta)", "cos(block_theta)")]
     cache = {}
     for e, t in index:
@@ -71,14 +72,18 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
             acts = torch.as_tensor(w["actions"], dtype=torch.float32)[None]  # [1, T+Hmax-1, fs*A]
             z_pred = wm.rollout(z, acts[:, T - 1 :], acts[:, : T - 1] if T > 1 else None)  # [1, Hmax, N, D]
             out = probe(z_pred)[0].numpy()  # [Hmax, K]
+            now = probe(z[:, -1])[0].numpy()  # [K], probe on the last real latent
         truth = state_targets(w["states"][T:], names, TARGETS)  # [Hmax, 6]
         for h in horizons:
             p = out[h - 1, bi]
             errs[h][0].append(float(np.hypot(*(p[:2] - truth[h - 1, 2:4]))))
             ang = np.arctan2(p[2], p[3]) - np.arctan2(truth[h - 1, 4], truth[h - 1, 5])
             errs[h][1].append(float(np.rad2deg(abs((ang + np.pi) % (2 * np.pi) - np.pi))))
+            hold[h].append(float(np.hypot(*(now[bi[:2]] - truth[h - 1, 2:4]))))
     return {f"{h}_steps": {"env_steps": h * fs, "block_pos_mm_median": round(float(np.median(errs[h][0])), 2),
-                           "block_angle_deg_median": round(float(np.median(errs[h][1])), 2), "windows": len(errs[h][0])}
+                           "block_angle_deg_median": round(float(np.median(errs[h][1])), 2),
+                           "no_change_baseline_block_pos_mm_median": round(float(np.median(hold[h])), 2),
+                           "windows": len(errs[h][0])}
             for h in horizons}
 
 

@@ -18,13 +18,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run as a script from a checkout, installed or not
 
 # Per-environment recipe: collection, encoder pretraining and world-model training arguments.
 RECIPES = {
-    "pusht": {"collect": ["--episodes", "1000"], "pretrain": ["--steps", "3000"], "train": ["--steps", "20000"]},
-    "maze": {"collect": ["--episodes", "600", "--env-kwargs", '{"layout": "umaze"}'], "pretrain": ["--steps", "2000"],
-             "train": ["--steps", "15000"]},
-    "chips": {"collect": ["--episodes", "300"], "pretrain": ["--steps", "2000"], "train": ["--steps", "10000"]},
+    "pusht": {"collect": ["--episodes", "1000"], "pretrain": ["--steps", "2000"], "train": ["--steps", "12000", "--val-every", "1000"]},
+    "maze": {"collect": ["--episodes", "600", "--env-kwargs", '{"layout": "umaze"}'], "pretrain": ["--steps", "1000"],
+             "train": ["--steps", "6000", "--val-every", "1000"]},
+    "chips": {"collect": ["--episodes", "80", "--steps", "20"], "pretrain": ["--steps", "800"],
+              "train": ["--steps", "3000", "--val-every", "1000"]},
 }
 
 

@@ -37,7 +37,7 @@ class BenchSpec:
     metric_keys: tuple = ()  # info keys averaged in the table
     keep_out: KeepOutRegion | None = None  # guardrail region (agent position, env units)
     env_kwargs: dict = field(default_factory=dict)  # passed to envs.make
-    goal_steps: str = "last"  # goal energy on the last predicted step or "all" steps
+    goal_steps: str = "all"  # goal energy on every predicted step ("all") or the last one ("last")
     proprio_weight: float = 0.1  # weight of the proprio part of the goal energy (visual part: 1)
 
 
@@ -118,7 +118,8 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     out = Path(out_dir)
     fingerprint = _fingerprint(spec.env, planner, settings, str(ckpt), ckpt.stat().st_mtime_ns, guardrail,
                                spec.goal_steps, spec.proprio_weight,
-                               dataclasses.asdict(cfg), dataclasses.asdict(spec.mpc))
+                               {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("episodes", "videos")},
+                               dataclasses.asdict(spec.mpc))  # the episode count may grow on resume
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
     row = {"env": spec.env, "planner": planner + (" + keep-out" if guardrail else ""),

@@ -52,6 +52,10 @@ PREDICTOR_CONFIGS: dict[str, PredictorConfig] = {
     # ~4x the cost; for GPU training / quality comparisons.
     "pusht-large": PredictorConfig(history=3, frameskip=5, width=128, depth=4, num_heads=4, mlp_ratio=2.0),
     "pusht-adaln": PredictorConfig(history=2, frameskip=5, width=64, depth=2, num_heads=4, conditioning="adaln"),
+    # Point mass at 20 Hz: a planned step is 5 env steps (0.25 s), as in DINO-WM's PointMaze.
+    "maze": PredictorConfig(history=2, frameskip=5, width=64, depth=2, num_heads=4, mlp_ratio=2.0),
+    # Chips: one env step is a whole push, so no frameskip.
+    "chips": PredictorConfig(history=1, frameskip=1, width=64, depth=2, num_heads=4, mlp_ratio=2.0),
 }
 
 

@@ -1,0 +1,78 @@
+"""Wall time, FLOPs and achieved GFLOP/s per re-plan for every planner on a trained world model.
+
+    python experiments/bench_planner_speed.py --env pusht --threads 2 --replans 20
+
+Re-plans come from real closed-loop episodes (the benchmark's first tasks, MPC warm starts included).
+FLOPs count the predictor only (`flops_per_step` x candidate-steps; x3 for gradient planners, which
+also run a backward pass). Writes experiments/results/<env>_planner_speed.json; a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import envs
+from wmplan.bench import build_agent, load_spec
+from wmplan.evaluate import make_tasks
+from wmplan.results import hardware
+from wmplan.world_model import WorldModel
+
+GRADIENT = {"gd", "cem-gd"}
+TARGET_S = 0.25
+
+
+def measure(spec, wm, env, planner: str, tasks, replans: int) -> dict:
+    agent, settings = build_agent(spec, wm, planner, env.action_space)
+    records = []
+    for task in tasks:
+        options = {k: v for k, v in (("init_state", task.init_state), ("goal_state", task.goal_state)) if v is not None}
+        obs, _ = env.reset(seed=task.seed, options=options)
+        goal = env.goal_observation()
+        agent.reset()
+        while len(agent.records) < replans // len(tasks):
+            obs, *_ = env.step(agent.act(obs, goal))
+        records += agent.records[1:]  # the first re-plan of an episode also encodes the goal
+    times = np.array([r.wall_time for r in records])
+    per_step = wm.predictor.flops_per_step()
+    flops = np.array([r.predictor_calls * per_step for r in records]) * (3 if planner in GRADIENT else 1)
+    return {"planner": planner, "settings": settings, "replans": len(records),
+            "median_s": float(np.median(times)), "p90_s": float(np.percentile(times, 90)),
+            "predictor_calls": float(np.mean([r.predictor_calls for r in records])),
+            "gflop_per_replan": float(np.mean(flops) / 1e9),
+            "achieved_gflops": float(np.sum(flops) / np.sum(times) / 1e9),
+            "meets_target": bool(np.median(times) <= TARGET_S)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="pusht")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--replans", type=int, default=20)
+    p.add_argument("--planners", default="cem,icem,mppi,gd,cem-gd")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    spec = load_spec(args.env)
+    env = envs.make(spec.env, **spec.env_kwargs)
+    wm = WorldModel.load(spec.checkpoint if Path(spec.checkpoint).is_absolute() else Path(__file__).parents[1] / spec.checkpoint)
+    tasks = make_tasks(dataclasses.replace(spec.eval, episodes=2, seed=9000), env=env, env_name=spec.env)
+    rows = [measure(spec, wm, env, name, tasks, args.replans) for name in args.planners.split(",")]
+    result = {"env": args.env, "flops_per_step": wm.predictor.flops_per_step(), "target_s": TARGET_S,
+              "hardware": hardware(), "rows": rows}
+    out = Path(__file__).parent / "results" / f"{args.env}_planner_speed.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"| planner | median s | p90 s | pred. calls | GFLOP / re-plan | GFLOP/s | <= {TARGET_S} s |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['planner']} | {r['median_s']:.3f} | {r['p90_s']:.3f} | {r['predictor_calls']:.0f} | "
+              f"{r['gflop_per_replan']:.2f} | {r['achieved_gflops']:.1f} | {'yes' if r['meets_target'] else 'no'} |")
+    print(f"hardware: {result['hardware']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

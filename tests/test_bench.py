@@ -1,0 +1,68 @@
+"""`wmplan bench` end to end on a tiny random checkpoint, resume, results files, the notebook."""
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from wmplan.cli import main
+from wmplan.results import wilson_interval
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_wilson_interval_brackets_the_rate():
+    lo, hi = wilson_interval(45, 50)
+    assert lo < 0.9 < hi and 0.78 < lo and hi < 0.97
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+
+
+def test_bench_cli_writes_results_and_resumes(tmp_path, tiny_pusht_checkpoint, capsys):
+    out = tmp_path / "b"
+    args = ["bench", "--env", "pusht", "--planner", "cem", "--episodes", "2", "--checkpoint", str(tiny_pusht_checkpoint),
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| pusht | cem |" in printed and "torch threads" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    row = summary["row"]
+    assert row["episodes"] == 2 and 0.0 <= row["success_lo"] <= row["success"] <= row["success_hi"] <= 1.0
+    assert row["replans"] == 2 * 10  # 50 env steps / (1 planned step x frameskip 5) per episode
+    assert row["predictor_calls_per_replan"] == 128 * 6 * 5  # push-T cem: samples x iterations x horizon
+    assert (out / "episodes.csv").read_text().count("\n") == 3
+    assert list((out / "videos").glob("*.gif"))
+    log = (out / "episodes.jsonl").read_text().splitlines()
+    # resume: a third episode is added, the first two are not redone
+    assert main([*args[:6], "3", *args[7:]]) == 0
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    assert lines[:2] == log and len(lines) == 3
+
+
+def test_bench_with_keep_out_guardrail_reports_violations(tmp_path, tiny_pusht_checkpoint):
+    out = tmp_path / "g"
+    assert main(["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--guardrail", "--checkpoint",
+                 str(tiny_pusht_checkpoint), "--out", str(out), "--quiet"]) == 0
+    row = json.loads((out / "summary.json").read_text())["row"]
+    assert row["planner"] == "cem + keep-out" and 0.0 <= row["keep_out_fraction"] <= 1.0
+
+
+def test_bench_bad_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["bench", "--env", "nowhere", "--out", str(tmp_path)]) == 2
+    assert "unknown environment 'nowhere'" in capsys.readouterr().err
+    assert main(["bench", "--env", "pusht", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path)]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+
+
+def test_compare_planners_notebook_runs(tmp_path, tiny_pusht_checkpoint, monkeypatch):
+    monkeypatch.setenv("WMPLAN_NB_EPISODES", "1")
+    monkeypatch.setenv("WMPLAN_NB_CHECKPOINT", str(tiny_pusht_checkpoint))
+    monkeypatch.setenv("WMPLAN_NB_OUT", str(tmp_path))
+    monkeypatch.setenv("WMPLAN_NB_PLANNERS", "cem,gd")
+    nb = nbformat.read(REPO / "experiments/notebooks/compare_planners.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    assert (tmp_path / "success_vs_time.png").is_file() and (tmp_path / "cost_per_iteration.png").is_file()
+    last = nb.cells[-1]["outputs"][0]["data"]["text/plain"]
+    assert "'cem'" in last and "'gd'" in last
