@@ -36,7 +36,9 @@ def main(argv=None) -> int:
     dirs = sorted(d for d in (results / "bench").glob("*") if (d / "summary.json").is_file())
     body = results_markdown(dirs, title="wmplan benchmark results") if dirs else "# wmplan benchmark results\n\nNo benchmark has been run yet.\n"
     envs = env_tables(results)
-    text = body + ("\n## Environment measurements\n\n" + envs if envs else "")
+    conditions = ("Benchmarks run by `experiments/run_benchmarks.sh` ran two at a time, one torch thread each, on the "
+                  "2-core machine; `experiments/results/<env>_planner_speed.json` holds re-plan timings measured alone.\n")
+    text = body + "\n" + conditions + ("\n## Environment measurements\n\n" + envs if envs else "")
     (HERE / "RESULTS.md").write_text(text)
     readme = Path(args.readme)
     if readme.is_file() and START in readme.read_text():

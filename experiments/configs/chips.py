@@ -1,6 +1,7 @@
 """Chip-sweeping benchmark: goal regions and start piles sampled by the env, 20 pushes per episode,
 success = >= 90% of chip centres inside the goal square, judged by the simulator at the end."""
 
+from experiments.configs import CPU_PLANNERS
 from wmplan.bench import BenchSpec
 from wmplan.evaluate import EvalConfig
 from wmplan.mpc import MPCConfig
@@ -10,12 +11,6 @@ BENCH = BenchSpec(
     eval=EvalConfig(episodes=50, budget=20, goal_source="env"),
     mpc=MPCConfig(horizon=3, execute_steps=1),
     checkpoint="experiments/checkpoints/chips/world_model.pt",
-    planners={
-        "cem": dict(num_samples=128, num_elites=16, iterations=6),
-        "icem": dict(num_samples=96, num_elites=12, iterations=6),
-        "mppi": dict(num_samples=128, iterations=6),
-        "gd": dict(num_starts=8, iterations=20),
-        "cem-gd": {},
-    },
+    planners=CPU_PLANNERS,
     metric_keys=("fraction_inside", "chamfer_mm", "n_off_table"),
 )

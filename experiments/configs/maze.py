@@ -2,6 +2,7 @@
 100-step budget (the clean expert needs at most 25 on U-maze), success = distance <= 0.45 judged
 by the simulator at the end of the budget."""
 
+from experiments.configs import CPU_PLANNERS
 from wmplan.bench import BenchSpec
 from wmplan.evaluate import EvalConfig
 from wmplan.mpc import MPCConfig
@@ -11,13 +12,7 @@ BENCH = BenchSpec(
     eval=EvalConfig(episodes=50, budget=100, goal_source="env"),
     mpc=MPCConfig(horizon=5, execute_steps=1),
     checkpoint="experiments/checkpoints/maze/world_model.pt",
-    planners={
-        "cem": dict(num_samples=128, num_elites=16, iterations=6),
-        "icem": dict(num_samples=96, num_elites=12, iterations=6),
-        "mppi": dict(num_samples=128, iterations=6),
-        "gd": dict(num_starts=8, iterations=20),
-        "cem-gd": {},
-    },
+    planners=CPU_PLANNERS,
     metric_keys=("distance", "success_05"),
     env_kwargs={"layout": "umaze"},
 )

@@ -1,25 +1,17 @@
 """Push-T benchmark: DINO-WM's protocol (goal 25 env steps ahead on a held-out trajectory, 50-step
 budget, success = DINO-WM's state criterion judged by the simulator at the end of the budget)."""
 
+from experiments.configs import CPU_PLANNERS
 from wmplan.bench import BenchSpec
 from wmplan.evaluate import EvalConfig, KeepOutRegion
 from wmplan.mpc import MPCConfig
-
-# Planner budgets sized for a 2-core CPU (target <= 0.25 s per re-plan); see experiments/RESULTS.md.
-PLANNERS = {
-    "cem": dict(num_samples=128, num_elites=16, iterations=6),
-    "icem": dict(num_samples=96, num_elites=12, iterations=6),
-    "mppi": dict(num_samples=128, iterations=6),
-    "gd": dict(num_starts=8, iterations=20),
-    "cem-gd": {},
-}
 
 BENCH = BenchSpec(
     env="pusht",
     eval=EvalConfig(episodes=50, budget=50, goal_source="rollout", goal_offset=25),
     mpc=MPCConfig(horizon=5, execute_steps=1),
     checkpoint="experiments/checkpoints/pusht/world_model.pt",
-    planners=PLANNERS,
+    planners=CPU_PLANNERS,
     metric_keys=("coverage", "block_pos_error", "block_angle_error"),
     keep_out=KeepOutRegion(x=150.0, y=350.0, radius=60.0),
 )
