@@ -116,7 +116,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, **planner_cfg)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(out_dir)
-    fingerprint = _fingerprint(spec.env, planner, settings, str(ckpt), ckpt.stat().st_mtime_ns, guardrail,
+    fingerprint = _fingerprint(spec.env, planner, settings, hashlib.sha1(ckpt.read_bytes()).hexdigest(), guardrail,
                                spec.goal_steps, spec.proprio_weight,
                                {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("episodes", "videos")},
                                dataclasses.asdict(spec.mpc))  # the episode count may grow on resume
