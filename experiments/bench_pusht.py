@@ -28,22 +28,16 @@ import numpy as np  # noqa: E402
 
 import envs  # noqa: E402
 from envs.pusht_expert import PushTExpert  # noqa: E402
+from wmplan.results import hardware as results_hardware  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pusht_env.json"
 
 
 def hardware() -> dict:
-    """CPU model, thread counts and library versions of this machine."""
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The shared machine description (wmplan.results.hardware) plus this benchmark's extras."""
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu_model": model, "logical_cpus": os.cpu_count(), "usable_threads": threads,
+    base = results_hardware()
+    return {"cpu_model": base["cpu"], "logical_cpus": base["cores"], "usable_threads": threads,
             "processes_used": 1, "python": platform.python_version(), "mujoco": mujoco.__version__,
             "numpy": np.__version__, "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 

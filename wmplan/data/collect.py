@@ -136,12 +136,14 @@ def collect(cfg: CollectConfig, progress: bool = True) -> Path:
     """Collect `cfg.episodes` episodes into `cfg.out`, skipping complete ones. Returns the path."""
     out = Path(cfg.out)
     meta = _meta(cfg)
+    requested = cfg.episodes
     if (out / "meta.json").exists():
         _check_resume(cfg, meta)
-    write_meta(out, meta | {"episodes": max(cfg.episodes, read_meta(out).get("episodes", 0) if (out / "meta.json").exists() else 0)})
+        requested = max(requested, read_meta(out).get("episodes", 0))  # a smaller re-run keeps the larger count
+    write_meta(out, meta | {"episodes": requested})
     todo = [i for i in range(cfg.episodes) if not is_complete(episode_path(out, i))]
-    for stale in (out / "episodes").glob("*.tmp") if (out / "episodes").exists() else []:
-        stale.unlink()  # a temp file left by an interrupted run
+    for stale in (out / "episodes").glob("*.tmp"):  # temp files left by an interrupted run
+        stale.unlink()
     bar = tqdm(total=cfg.episodes, initial=cfg.episodes - len(todo), desc=f"collect {cfg.env}", unit="ep", disable=not progress)
     if cfg.workers == 1 or len(todo) <= 1:
         for _ in _worker((cfg, todo)):
