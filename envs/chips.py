@@ -36,7 +36,12 @@ class ChipsEnv(MujocoEnv):
     """Sweep `n_chips` flat chips into a square goal region with a board driven by a mocap body.
 
     The board is a heavy gravity-compensated free body welded to the mocap target (so its contacts
-    see a real velocity instead of mocap's penetration-driven pushes, which made chips pop up).
+    see a real velocity instead of mocap's penetration-driven pushes). Chips slide in the table
+    plane (joints slide x, slide y; `chips_scene.build_xml`), so they cannot tip or stack, and the
+    table's friction is damping on those slides.
+
+    State: ``[board free joint (7), chip x, y (2N), their velocities (6 + 2N), board target pos (3),
+    quat (4), goal square (3)]`` (`state_names` names every entry: `board_x`, `chip0_x`, ...).
 
     Units: the table is [0, 512]² mm, top at z = 0; the MuJoCo model and the state vector are in
     metres, every task quantity (info, `goal_region_mm`, helpers) in millimetres.
@@ -45,7 +50,9 @@ class ChipsEnv(MujocoEnv):
     `Box(-1, 1, (4,))`: one straight push `(x_start, y_start, x_end, y_end)`, each mapped linearly
     from [-1, 1] onto the table [0, 512] mm. One step executes the whole push: the lifted board moves
     above the start, lowers (held perpendicular to the push), pushes straight at `push_speed_mm_s`,
-    lifts and the scene settles for 0.2 s. A push shorter than 1 mm keeps the last heading.
+    lifts (lowering and lifting take no simulated time) and the scene settles until every chip is
+    slower than `rest_speed_mm_s` (1 mm/s), for at most 0.2 s. A push shorter than 1 mm keeps the
+    last heading.
 
     ## Observation Space
     `Dict(pixels=Box(0, 255, (S, S, 3), uint8), proprio=Box(-inf, inf, (4,), float32))`: a flat-lit
@@ -57,7 +64,8 @@ class ChipsEnv(MujocoEnv):
     `success` (fraction ≥ 0.9), `chamfer_mm` (symmetric Chamfer distance to the goal chips' centres),
     `n_off_table` (chip centres pushed beyond the table square; the table plane extends past the
     camera's view, so such chips stay in the state, out of reach, and are counted, never dropped),
-    `board_xy_mm`, `stacked` / `max_chip_z_mm` (a chip resting on another), `max_chip_speed_mm_s`.
+    `board_xy_mm`, `stacked` / `max_chip_z_mm` (a chip resting on another: never, chips are planar),
+    `max_chip_speed_mm_s`.
 
     ## Starting State
     Chips scattered without overlap over a random square patch of side 250-350 mm; the board lifted
@@ -94,10 +102,12 @@ class ChipsEnv(MujocoEnv):
     def chip_positions_mm(self, state=None) -> np.ndarray:
         """(N, 3) chip centres in mm, of `state` or of the current state."""
         qpos = self.data.qpos if state is None else np.asarray(state)[: self.model.nq]
-        return qpos[7:].reshape(self.n_chips, 7)[:, :3] / MM  # qpos[:7] is the board's free joint
+        xy = qpos[7:].reshape(self.n_chips, 2)  # qpos[:7] is the board's free joint, then (x, y) per chip
+        z = np.full((self.n_chips, 1), self.cfg.chip_half_height_mm * MM)  # planar chips lie flat
+        return np.concatenate([xy, z], axis=1) / MM
 
     def chip_speeds_mm_s(self) -> np.ndarray:
-        return np.linalg.norm(self.data.qvel[6:].reshape(self.n_chips, 6)[:, :3], axis=1) / MM
+        return np.linalg.norm(self.data.qvel[6:].reshape(self.n_chips, 2), axis=1) / MM
 
     def region_of(self, state) -> np.ndarray:
         """The goal square `(cx, cy, side)` in mm stored in a state vector."""
@@ -165,13 +175,10 @@ class ChipsEnv(MujocoEnv):
     def _state_from(self, chips_xy_mm: np.ndarray, board_xy_mm: np.ndarray, region_mm: np.ndarray) -> np.ndarray:
         """A resting state: flat chips at `chips_xy_mm`, lifted board (heading +y), goal square."""
         n, cfg = self.n_chips, self.cfg
-        qpos = np.zeros((n, 7))
-        qpos[:, :2] = chips_xy_mm * MM
-        qpos[:, 2] = cfg.chip_half_height_mm * MM
-        qpos[:, 3:] = _QUAT_ID
         board = np.array([*board_xy_mm, cfg.lift_mm + cfg.board_half_mm[2]]) * MM
         board_pose = np.concatenate([board, _QUAT_ID])  # the board's free joint and its mocap target
-        parts = [board_pose, qpos.ravel(), np.zeros(6 * (n + 1)), board_pose[:3], board_pose[3:], region_mm * MM]
+        chips = np.asarray(chips_xy_mm, dtype=np.float64).ravel() * MM  # (x, y) per chip
+        parts = [board_pose, chips, np.zeros(6 + 2 * n), board_pose[:3], board_pose[3:], region_mm * MM]
         return np.concatenate(parts)
 
     def _sample_init_state(self, rng: np.random.Generator, options: dict) -> np.ndarray:
@@ -237,13 +244,29 @@ class ChipsEnv(MujocoEnv):
             # Board's long (local x) axis across the push: local +y points along it.
             d.mocap_quat[self._board_mocap] = _yaw_quat(math.atan2(delta[1], delta[0]) - math.pi / 2)
         lifted, lowered = cfg.lift_mm + cfg.board_half_mm[2], cfg.board_clearance_mm + cfg.board_half_mm[2]
-        # The board is lifted clear of the chips, so board and target jump above the start at once.
-        d.mocap_pos[self._board_mocap] = np.array([*start, lifted]) * MM
-        d.qpos[:3], d.qpos[3:7], d.qvel[:6] = d.mocap_pos[self._board_mocap], d.mocap_quat[self._board_mocap], 0.0
-        self._move_board(np.array([*start, lowered]), cfg.lower_speed_mm_s)
+        # Lowering and lifting are instantaneous: the board (and its target) jump, so board-chip
+        # contacts only ever exist with the board lowered, where their normals are horizontal; a chip
+        # under the landing board is eased out sideways (`ChipsConfig.board_solref_s`).
+        self._place_board(np.array([*start, lowered]))
         self._move_board(np.array([*end, lowered]), cfg.push_speed_mm_s)
-        self._move_board(np.array([*end, lifted]), cfg.lower_speed_mm_s)
-        mujoco.mj_step(self.model, self.data, nstep=self._settle_steps)
+        self._place_board(np.array([*end, lifted]))
+        self._settle()
+
+    def _place_board(self, pos_mm: np.ndarray) -> None:
+        """Put the board and its mocap target at `pos_mm`, at rest, with the target's heading."""
+        d = self.data
+        d.mocap_pos[self._board_mocap] = pos_mm * MM
+        d.qpos[:3], d.qpos[3:7], d.qvel[:6] = d.mocap_pos[self._board_mocap], d.mocap_quat[self._board_mocap], 0.0
+
+    def _settle(self) -> None:
+        """Step until every chip is slower than `rest_speed_mm_s`, for at most `settle_s`."""
+        for _ in range(self._settle_steps):
+            if self.chip_speeds_mm_s().max() < self.cfg.rest_speed_mm_s:
+                break
+            mujoco.mj_step(self.model, self.data)
+        # mj_step leaves positions-derived quantities one step behind (and none after the lift):
+        # recompute them so the frame shows exactly this state, as after `set_state`.
+        mujoco.mj_forward(self.model, self.data)
 
     def _move_board(self, target_mm: np.ndarray, speed_mm_s: float) -> None:
         """Move the mocap board in a straight line at constant speed, one physics step at a time."""

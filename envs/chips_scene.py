@@ -27,22 +27,29 @@ class ChipsConfig:
     chip_radius_mm: float = 7.5  # flat cylinder radius
     chip_half_height_mm: float = 2.5  # flat cylinder half-height
     chip_mass_g: tuple[float, float] = (2.0, 5.0)  # masses spread evenly over this range (fixed per chip)
-    friction: float = 0.5  # sliding friction of table, chips and board
+    friction: float = 0.5  # sliding friction between chips and between chips and board
+    # Table friction: chips slide in the table plane, where gravity cannot load a contact (ENVS.md), so
+    # each slide has damping m / tau. tau = 0.03 s matches Coulomb friction 0.5 (m g 0.5 = m v / tau)
+    # at the 150 mm/s push speed; a released chip coasts v tau (4.5 mm at 150 mm/s).
+    slide_time_const_s: float = 0.03
+    # Board-chip contact time constant, softer than chip-chip (2 timesteps): a board lowered onto
+    # chips eases them out from under it (peaks <= 0.3 m/s) instead of flinging them (0.55 m/s at
+    # 0.01 s); while pushing, the board penetrates chips by at most ~1.3 mm.
+    board_solref_s: float = 0.02
     timestep: float = 0.005  # physics step in seconds
     board_half_mm: tuple[float, float, float] = (50.0, 5.0, 12.0)  # half-sizes: across, along the push, height
     push_speed_mm_s: float = 150.0  # board speed while pushing, 100-200
-    lower_speed_mm_s: float = 300.0  # board speed while lowering and lifting
     board_clearance_mm: float = 0.5  # gap between the lowered board and the table
     lift_mm: float = 30.0  # gap between the lifted board and the table
     board_mass_kg: float = 0.1  # the welded board's mass: 20-50x a chip, so chips barely deflect it
-    settle_s: float = 0.2  # simulated time after each push with the board lifted
+    settle_s: float = 0.2  # at most this much simulated time after each push with the board lifted
     patch_side_mm: tuple[float, float] = (250.0, 350.0)  # initial scatter patch side range
     max_patch_density: float = 0.35  # chip discs (+ gap) cover at most this share of the patch
     region_side_mm: tuple[float, float] = (160.0, 220.0)  # goal square side range
     max_region_fill: float = 0.7  # chips cover at most this share of the goal square
     success_fraction: float = 0.9  # success: at least this share of chip centres inside the square
     stack_dz_mm: float = 2.0  # a chip whose centre is this far above resting height counts as stacked
-    rest_speed_mm_s: float = 5.0  # chips slower than this count as at rest
+    rest_speed_mm_s: float = 1.0  # chips slower than this count as at rest; the settle phase waits for it
 
     def __post_init__(self):
         if not isinstance(self.n_chips, (int, np.integer)) or not 30 <= self.n_chips <= 150:
@@ -69,44 +76,65 @@ class ChipsConfig:
 
 # --------------------------------------------------------------------------- MJCF
 def build_xml(cfg: ChipsConfig) -> str:
-    """The MJCF (metres): table plane, a mocap-driven board, `n_chips` free chips."""
+    """The MJCF (metres): table plane, a board welded to a mocap target, `n_chips` planar chips.
+
+    Chips slide in the table plane (joints slide x, slide y): they cannot tip, ride on each other or
+    stack, and need no table contacts, which made most of the contact work of free chips. A chip
+    collides as a sphere of its radius at its centre height and is drawn as a flat cylinder; the
+    spheres all share that height, so their contacts act exactly as the discs' rims do. A disc's
+    yaw is invisible and only couples to rim friction, so chips have no hinge (no unobservable state).
+    """
     half_table = cfg.table_mm / 2 * MM
     bx, by, bz = (v * MM for v in cfg.board_half_mm)
     lifted = (cfg.lift_mm + cfg.board_half_mm[2]) * MM
     board_inertia = cfg.board_mass_kg * bx**2 / 3
     r, h = cfg.chip_radius_mm * MM, cfg.chip_half_height_mm * MM
+    # The board's collision box reaches `reach` below its visible bottom (never the table: the table
+    # collides with nothing), so a chip centre under the lowered board is always nearer a side face
+    # than the bottom and every board-chip normal is horizontal. Lifted, it clears the spheres.
+    reach = (cfg.board_clearance_mm + cfg.chip_half_height_mm + 10.0) * MM
+    assert cfg.lift_mm * MM - reach > h + r, "the lifted board's collision box must clear the chips"
     # numslices: a 64-px frame needs few facets per cylinder, and 100 cylinders dominate render time.
     visual = FAST_RENDER_VISUAL.replace('offsamples="0"/>', 'offsamples="0" numslices="8"/>')
     assert "numslices" in visual
     chips = "\n".join(
-        f'    <body name="chip{i}" pos="{half_table:.4f} {half_table:.4f} {h:.5f}"><freejoint/>'
-        f'<geom class="chip" mass="{m:.6f}"/></body>'
+        f'    <body name="chip{i}" pos="0 0 {h:.5f}">'
+        f'<joint name="chip{i}_x" axis="1 0 0" damping="{m / cfg.slide_time_const_s:.6g}"/>'
+        f'<joint name="chip{i}_y" axis="0 1 0" damping="{m / cfg.slide_time_const_s:.6g}"/>'
+        f'<geom class="chip" mass="{m:.6f}"/><geom class="chip_visual"/></body>'
         for i, m in enumerate(cfg.chip_masses_kg())
     )
-    # The board is a heavy gravity-compensated free body welded to the mocap target `board_target`:
-    # a mocap body has no velocity, so its contacts are penetration-driven (several mm at push
-    # speed, enough for flat chips to pop onto each other); the welded board has a real velocity.
-    # Collision bits: table/floor 1/1, chips 1/3, board 2/0 -> the board touches chips only.
+    # The board is a heavy gravity-compensated free body welded to the mocap target `board_target`,
+    # so its contacts see a real velocity (a mocap body's contacts are penetration-driven).
+    # jacobian="dense": with sparse Jacobians, MuJoCo 4.0.0's Newton solver returns wrong constraint
+    # forces for piles of these slide-joint chips (the same efc_J, R and aref solved densely or by
+    # CG agree; sparse differs and pushed chips reached metres per second).
+    # Collision bits: chips 1/1, board 1/0, table 0/0 -> chips touch chips and the board only.
     return f"""<mujoco model="chips">
-  <option timestep="{cfg.timestep}" cone="elliptic" integrator="implicitfast"/>
+  <option timestep="{cfg.timestep}" cone="elliptic" integrator="implicitfast" jacobian="dense"/>
   {visual}
   <default>
     <geom friction="{cfg.friction} 0.005 0.0001" solref="{2 * cfg.timestep} 1" solimp="0.95 0.99 0.001"/>
+    <joint type="slide"/>
     <default class="chip">
-      <geom type="cylinder" size="{r} {h}" contype="1" conaffinity="3" rgba="0.95 0.55 0.1 1"/>
+      <geom type="sphere" size="{r}" contype="1" conaffinity="1" group="3"/>
+    </default>
+    <default class="chip_visual">
+      <geom type="cylinder" size="{r} {h}" contype="0" conaffinity="0" mass="0" rgba="0.95 0.55 0.1 1"/>
     </default>
   </default>
   <worldbody>
     <camera name="top" projection="orthographic" fovy="{2 * half_table}" pos="{half_table} {half_table} 1"
             xyaxes="1 0 0 0 1 0"/>
     <geom name="table" type="plane" size="{half_table} {half_table} 0.01" pos="{half_table} {half_table} 0"
-          rgba="0.85 0.85 0.85 1" contype="1" conaffinity="1"/>
+          rgba="0.85 0.85 0.85 1" contype="0" conaffinity="0"/>
     <body name="board_target" mocap="true" pos="{half_table} {half_table} {lifted}"/>
     <body name="board" pos="{half_table} {half_table} {lifted}" gravcomp="1">
-      <freejoint/>
+      <freejoint name="board"/>
       <inertial pos="0 0 0" mass="{cfg.board_mass_kg}" diaginertia="{board_inertia} {board_inertia} {board_inertia}"/>
-      <geom name="board" type="box" size="{bx} {by} {bz}" rgba="0.15 0.3 0.8 1" contype="2" conaffinity="0"
-            priority="1"/>
+      <geom name="board" type="box" size="{bx} {by} {bz}" rgba="0.15 0.3 0.8 1" contype="0" conaffinity="0"/>
+      <geom name="board_collision" type="box" size="{bx} {by} {bz + reach / 2}" pos="0 0 {-reach / 2}"
+            contype="1" conaffinity="0" priority="1" group="3" solref="{cfg.board_solref_s} 1"/>
     </body>
 {chips}
   </worldbody>
