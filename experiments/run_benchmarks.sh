@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-1}
-RUNS=${*:-pusht:cem pusht:cem+keepout pusht:gd maze:cem maze:gd chips:cem chips:gd pusht:icem pusht:mppi pusht:cem-gd maze:icem maze:mppi maze:cem-gd}
+RUNS=${*:-pusht:cem pusht:cem+keepout pusht:gd maze:cem maze:cem+keepout maze:gd chips:cem chips:gd pusht:icem pusht:mppi pusht:cem-gd maze:icem maze:mppi maze:cem-gd}
 for run in $RUNS; do
   env=${run%%:*} planner=${run#*:}
   if [ "$planner" = cem+keepout ]; then

@@ -1,10 +1,17 @@
 """U-maze benchmark: start/goal pairs sampled by the env (free cells, jitter, >= 0.5 apart), a
 100-step budget (the clean expert needs at most 25 on U-maze), success = distance <= 0.45 judged
-by the simulator at the end of the budget."""
+by the simulator at the end of the budget.
+
+Keep-out region (issue 6): a disc of radius 0.2 on the inner side of the right-hand corridor where
+it turns (centre (2.75, 2.5), the boundary between the top-right cell and the connecting cell).
+About half of the sampled start/goal pairs lie on opposite sides of it, and a path hugging the inner
+corner crosses it; the outer side leaves a 0.45-wide passage for the agent's centre. It lies in the
+gap between the cells' +-0.25 jitter boxes, so no sampled start or goal falls inside it.
+"""
 
 from experiments.configs import CPU_PLANNERS
 from wmplan.bench import BenchSpec
-from wmplan.evaluate import EvalConfig
+from wmplan.evaluate import EvalConfig, KeepOutRegion
 from wmplan.mpc import MPCConfig
 
 BENCH = BenchSpec(
@@ -14,5 +21,6 @@ BENCH = BenchSpec(
     checkpoint="experiments/checkpoints/maze/world_model.pt",
     planners=CPU_PLANNERS,
     metric_keys=("distance", "success_05"),
+    keep_out=KeepOutRegion(x=2.75, y=2.5, radius=0.2),
     env_kwargs={"layout": "umaze"},
 )
