@@ -3,8 +3,9 @@
     python experiments/eval_world_model.py --data data/pusht --checkpoint experiments/checkpoints/pusht/world_model.pt
 
 1. Encoder: linear (ridge) probe from frozen *visual* features (proprio excluded) of held-out frames
-   to agent xy, block xy, sin/cos block angle -- for the checkpoint's encoder and for a randomly
-   initialised ViT of the same shape, so the value of pretraining is visible.
+   to agent xy, block xy, sin/cos block angle (penalty chosen on training frames) -- for the
+   checkpoint's encoder and for a randomly initialised ViT of the same shape, so the value of
+   pretraining is visible.
 2. World model: the checkpoint's probe applied to latents *predicted* 1, 5 and 10 steps ahead
    (each step = frameskip env steps) from the real history and actions: block position error (mm)
    and angle error (deg), medians over held-out windows.
@@ -24,7 +25,7 @@ import torch
 
 from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.encoders import ViTEncoder
-from wmplan.probe import fit_probe, state_targets
+from wmplan.probe import ProbeConfig, fit_probe, state_targets
 from wmplan.world_model import WorldModel
 
 TARGETS = ("agent_x", "agent_y", "block_x", "block_y", "sin(block_theta)", "cos(block_theta)")
@@ -35,11 +36,22 @@ def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tenso
         return torch.cat([encoder.encode_pixels(frames[i : i + batch]) for i in range(0, len(frames), batch)])
 
 
+RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per-sample L2 penalties tried for the linear probe
+
+
 def probe_r2(encoder, train: tuple, val: tuple, names) -> dict:
-    """R² per target of a ridge probe on visual tokens `[M, N, D]`."""
+    """R² per target of a ridge probe on visual tokens `[M, N, D]`, its penalty chosen per target on train data.
+
+    The last 20% of the training frames pick each target's penalty from `RIDGES`; the probe is then
+    refitted on all training frames and scored on the held-out episodes' frames.
+    """
     zt, zv = _encode_visual(encoder, train[0]), _encode_visual(encoder, val[0])
-    _, r2 = fit_probe(zt, torch.as_tensor(train[1]).float(), zv, torch.as_tensor(val[1]).float(), names, seed=0)
-    return {k: round(float(v), 4) for k, v in r2.items()}
+    yt, yv = torch.as_tensor(train[1]).float(), torch.as_tensor(val[1]).float()
+    k = int(0.8 * len(zt))
+    inner = {r: fit_probe(zt[:k], yt[:k], zt[k:], yt[k:], names, ProbeConfig(ridge=r))[1] for r in RIDGES}
+    best = {n: max(RIDGES, key=lambda r: inner[r][n]) for n in names}
+    held_out = {r: fit_probe(zt, yt, zv, yv, names, ProbeConfig(ridge=r))[1] for r in set(best.values())}
+    return {n: round(float(held_out[best[n]][n]), 4) for n in names} | {"ridge": best}
 
 
 def _frames(ds, ids, per_episode: int, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,7 @@
 """Encoders: DINOv2 key layout, loading official-format state dicts, pos-embed interpolation."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -97,9 +99,45 @@ def test_dino_pretraining_loss_decreases_without_collapse():
     cfg = DinoConfig(arch="vit-micro-32", steps=80, batch_size=32, out_dim=16, head_hidden=64, bottleneck=32,
                      local_crops=2, warmup_steps=5, lr=1e-3)
     enc, log = pretrain_dino(frames, cfg, seed=0, progress=False, log_every=8)
-    late = np.mean([entry["loss"] for entry in log[-3:]])
-    assert late < 0.7 * log[0]["loss"]
-    assert late < math.log(cfg.out_dim) - 0.2  # a collapsed (uniform) student would sit at log K
+    for part in ("dino", "ibot"):  # image-level and masked patch-level self-distillation both learn
+        late = np.mean([entry[part] for entry in log[-3:]])
+        assert late < 0.7 * log[0][part], part
+        assert late < math.log(cfg.out_dim) - 0.2, part  # a collapsed (uniform) student would sit at log K
     assert not any(p.requires_grad for p in enc.parameters())
     q = sinkhorn_knopp(torch.randn(32, 16))
     torch.testing.assert_close(q.sum(1), torch.ones(32))  # rows are distributions
+
+
+def test_masked_tokens_use_the_mask_token_and_nothing_else_changes():
+    enc = ViTEncoder(VIT_CONFIGS["vit-micro-32"], seed=0)
+    x = torch.randn(2, 3, 32, 32)
+    masks = torch.zeros(2, 16, dtype=torch.bool)
+    torch.testing.assert_close(enc.forward_tokens(x, masks=masks), enc.forward_tokens(x), rtol=0, atol=0)
+    masks[0, 3] = True
+    with torch.no_grad():
+        enc.mask_token.fill_(7.0)
+        x2 = x.clone()
+        x2[0, :, 0:8, 24:32] = 100.0  # change the content of patch 3 (row 0, column 3) of image 0
+    # a masked patch's pixels are never seen: changing them leaves every output bit-identical
+    torch.testing.assert_close(enc.forward_tokens(x2, masks=masks), enc.forward_tokens(x, masks=masks), rtol=0, atol=0)
+
+
+def test_random_patch_masks_follow_the_config():
+    from wmplan.encoders.dino_pretrain import DinoConfig, random_patch_masks
+
+    cfg = DinoConfig(mask_ratio=(0.25, 0.25), mask_probability=0.5)
+    masks = random_patch_masks(400, 64, cfg, torch.Generator().manual_seed(0))
+    counts = masks.sum(1)
+    assert set(counts.tolist()) == {0, 16}  # unmasked images, or a quarter of the 64 patches
+    assert 0.4 < (counts > 0).float().mean() < 0.6
+    with pytest.raises(ValueError, match="mask_ratio"):
+        DinoConfig(mask_ratio=(0.5, 1.0))
+
+
+def test_koleo_rewards_spread_features():
+    from wmplan.encoders.dino_pretrain import koleo_loss
+
+    spread = torch.eye(8)  # 8 orthogonal unit vectors
+    bunched = torch.ones(8, 8) + 0.01 * torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
+    assert koleo_loss(spread) < koleo_loss(bunched)
+    assert abs(koleo_loss(spread).item() + math.log(math.sqrt(2))) < 1e-5  # nearest neighbour at distance sqrt(2)

@@ -2,14 +2,27 @@
 
 Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers": a student ViT
 matches the output distribution of an EMA teacher across crops of the same frame. The teacher
-sees only the global crops; its outputs are centred (running mean `c`) and sharpened (low
-temperature) to avoid collapse (Eq. 1 and Sec. 3.1 of the paper):
+sees only the global crops; its outputs are centred (running mean `c`, or Sinkhorn-Knopp as in
+DINOv2) and sharpened (low temperature) to avoid collapse (Eq. 1 and Sec. 3.1 of the paper):
 
-    L = sum_{g in global} sum_{v != g} H(softmax((t(g) - c) / tau_t), softmax(s(v) / tau_s))
+    L_dino = sum_{g in global} sum_{v != g} H(softmax((t(g) - c) / tau_t), softmax(s(v) / tau_s))
 
-Multi-crop is adapted to small frames: 2 global crops at full resolution (scale 0.4-1) and a few
-local crops at half resolution (scale 0.1-0.4), made with batched affine resampling. No flips:
-left/right matters for control. The teacher's backbone is the encoder that is kept.
+Env frames are ~90% empty background, and the image-level loss alone collapses on them (its loss
+sits at ln K: every frame gets the same uniform output). Two terms of the DINOv2 recipe (Oquab et
+al. 2023, Sec. 4) fix that and, more to the point for world models, train the *patch tokens* that
+are the latent state:
+
+    L_ibot  = masked-image modelling by self-distillation (Zhou et al. 2022, iBOT): the student
+              sees a global crop with random patches replaced by `mask_token` and predicts, at the
+              masked positions, the teacher's patch-token distribution of the unmasked crop;
+    L_koleo = -mean log(distance to the nearest neighbour) of the student's normalised CLS
+              features in the batch (Sablayrolles et al. 2019), which spreads frames apart.
+
+    L = L_dino + ibot_weight * L_ibot + koleo_weight * L_koleo
+
+Multi-crop is adapted to small frames: 2 global crops at full resolution (scale 0.5-1) and a few
+local crops at half resolution, made with batched affine resampling. No flips: left/right matters
+for control. The teacher's backbone is the encoder that is kept.
 """
 
 from __future__ import annotations
@@ -26,7 +39,8 @@ from tqdm.auto import tqdm
 
 from wmplan.encoders.vit import VIT_CONFIGS, ViTEncoder, pixels_to_tensor
 
-__all__ = ["DinoConfig", "DINOHead", "DINOLoss", "multi_crop", "pretrain_dino"]
+__all__ = ["DinoConfig", "DINOHead", "DINOLoss", "IBOTPatchLoss", "koleo_loss", "random_patch_masks", "multi_crop",
+           "pretrain_dino"]
 
 
 @dataclass(frozen=True)
@@ -42,15 +56,20 @@ class DinoConfig:
     out_dim: int = 256  # prototypes K of the DINO head
     head_hidden: int = 512  # hidden width of the head MLP
     bottleneck: int = 128  # head bottleneck before the prototypes
+    head_batch_norm: bool = True  # batch norm in the heads' MLPs (see DINOHead)
     local_crops: int = 4  # number of local crops
-    global_scale: tuple = (0.4, 1.0)  # area fraction range of global crops
-    local_scale: tuple = (0.1, 0.4)  # area fraction range of local crops
+    global_scale: tuple = (0.5, 1.0)  # area fraction range of global crops
+    local_scale: tuple = (0.15, 0.5)  # area fraction range of local crops
     teacher_temp: float = 0.04  # teacher softmax temperature (sharpening)
     student_temp: float = 0.1  # student softmax temperature
     center_momentum: float = 0.9  # EMA of the teacher-output centre
     centering: str = "sinkhorn"  # "center" (DINO's running mean) or "sinkhorn" (DINOv2's Sinkhorn-Knopp)
     momentum: float = 0.996  # initial teacher EMA momentum (cosine to 1)
     grad_clip: float = 3.0  # max gradient norm
+    ibot_weight: float = 1.0  # weight of the masked patch-token loss (0: image-level DINO only)
+    mask_ratio: tuple = (0.1, 0.5)  # fraction of patches masked in a masked student crop
+    mask_probability: float = 0.5  # fraction of student global crops that are masked
+    koleo_weight: float = 0.1  # weight of the KoLeo spreading term (0: off)
 
     def __post_init__(self):
         if self.arch not in VIT_CONFIGS:
@@ -61,15 +80,27 @@ class DinoConfig:
             raise ValueError(f"centering must be 'center' or 'sinkhorn', got {self.centering!r}")
         if min(self.steps, self.batch_size, self.out_dim) < 1 or self.local_crops < 0:
             raise ValueError("steps, batch_size, out_dim must be >= 1 and local_crops >= 0")
+        if not (0 <= self.mask_ratio[0] <= self.mask_ratio[1] < 1 and 0 <= self.mask_probability <= 1):
+            raise ValueError("mask_ratio must satisfy 0 <= low <= high < 1 and mask_probability be in [0, 1]")
+        if min(self.ibot_weight, self.koleo_weight) < 0:
+            raise ValueError("ibot_weight and koleo_weight must be >= 0")
 
 
 class DINOHead(nn.Module):
-    """MLP -> L2-normalised bottleneck -> weight-normalised prototypes (norm fixed to 1)."""
+    """MLP -> L2-normalised bottleneck -> weight-normalised prototypes (norm fixed to 1).
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int, bottleneck: int):
+    With `batch_norm` (DINO's `use_bn` option) the hidden layers are standardised over the batch.
+    Env frames differ in a few percent of their pixels, so at initialisation every frame maps to
+    nearly the same bottleneck vector, the sharpened teacher targets are nearly uniform, and the
+    student collapses to the uniform output; batch norm removes the shared component and keeps
+    the differences between frames, which is what the prototypes must separate.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, bottleneck: int, batch_norm: bool = True):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, bottleneck))
+        norm = (lambda: nn.BatchNorm1d(hidden)) if batch_norm else nn.Identity
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), norm(), nn.GELU(), nn.Linear(hidden, hidden), norm(),
+                                 nn.GELU(), nn.Linear(hidden, bottleneck))
         self.prototypes = nn.Linear(bottleneck, out_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +141,43 @@ class DINOLoss(nn.Module):
     def _update_center(self, teacher: torch.Tensor) -> None:
         m = self.center_momentum
         self.center.mul_(m).add_(teacher.mean(0, keepdim=True), alpha=1 - m)
+
+
+class IBOTPatchLoss(nn.Module):
+    """iBOT's masked patch loss: cross-entropy between teacher and student patch distributions at masked positions."""
+
+    def __init__(self, out_dim: int, teacher_temp: float, student_temp: float, center_momentum: float,
+                 centering: str = "center"):
+        super().__init__()
+        self.student_temp = student_temp
+        self.targets = DINOLoss(out_dim, teacher_temp, student_temp, center_momentum, centering)  # same sharpening
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """student/teacher: logits of the masked patches `[M, K]`; masks: bool `[B, P]` with M True entries."""
+        if not len(student):
+            return student.sum()  # no masked patch in this batch: a zero that keeps the graph
+        target = self.targets.teacher_targets(teacher)  # [M, K]
+        per_patch = -(target * F.log_softmax(student / self.student_temp, dim=-1)).sum(-1)  # [M]
+        per_image = (1.0 / masks.sum(1).clamp(min=1))[:, None].expand_as(masks)[masks]  # [M], each image weighs 1
+        self.targets._update_center(teacher)
+        return (per_patch * per_image).sum() / masks.any(1).sum()
+
+
+def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Kozachenko-Leonenko spreading term: -mean log distance of each normalised row of `[B, D]` to its nearest neighbour."""
+    x = F.normalize(x, dim=-1)
+    dist = torch.cdist(x, x)  # [B, B]
+    dist = dist + torch.eye(len(x), device=x.device) * 1e3  # a row is not its own neighbour
+    return -torch.log(dist.min(dim=1).values + eps).mean()
+
+
+def random_patch_masks(batch: int, patches: int, cfg: "DinoConfig", generator: torch.Generator) -> torch.Tensor:
+    """Bool `[B, P]`: a `mask_probability` share of the images get a `mask_ratio` share of their patches masked."""
+    u = torch.rand(batch, 2, generator=generator)
+    ratio = cfg.mask_ratio[0] + (cfg.mask_ratio[1] - cfg.mask_ratio[0]) * u[:, 1]
+    count = torch.where(u[:, 0] < cfg.mask_probability, (ratio * patches).round(), torch.zeros(batch))  # [B]
+    rank = torch.rand(batch, patches, generator=generator).argsort(dim=1).argsort(dim=1)  # random rank of each patch
+    return rank < count[:, None]
 
 
 @torch.no_grad()
@@ -156,51 +224,66 @@ def multi_crop(images: torch.Tensor, cfg: DinoConfig, generator: torch.Generator
     return [_jitter(c, generator) for c in crops]
 
 
-def _cls(backbone: ViTEncoder, x: torch.Tensor) -> torch.Tensor:
-    return backbone.forward_tokens(x)[:, 0]  # [B, D]
-
-
 def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: int = 0, device: str = "cpu",
                   progress: bool = True, log_every: int = 10) -> tuple[ViTEncoder, list[dict]]:
-    """Pretrain a ViT with DINO on uint8 frames `[M, H, W, 3]`.
+    """Pretrain a ViT with DINO (+ iBOT patch loss + KoLeo) on uint8 frames `[M, H, W, 3]`.
 
     Args:
         frames: the training images (env frames; H = W = the arch's image size or resized to it).
         config: hyper-parameters.
-        seed: seeds the initialisation, batch sampling and augmentations.
+        seed: seeds the initialisation, batch sampling, augmentations and masks.
         device: where to train.
         progress: show a tqdm bar.
         log_every: steps between log entries.
 
     Returns:
-        The frozen teacher backbone (the encoder to use) and the loss log `[{"step", "loss"}]`.
+        The frozen teacher backbone (the encoder to use) and the loss log
+        `[{"step", "loss", "dino", "ibot", "koleo"}]`.
     """
     cfg, gen = config, torch.Generator().manual_seed(seed)
     student = ViTEncoder(VIT_CONFIGS[cfg.arch], seed=seed).to(device)
-    with torch.random.fork_rng(devices=[]):  # the head's default init uses the global RNG: seed it, leave it as it was
+    D, first_patch = student.config.embed_dim, 1 + student.config.num_register_tokens
+    with torch.random.fork_rng(devices=[]):  # the heads' default init uses the global RNG: seed it, leave it as it was
         torch.manual_seed(seed)
-        s_head = DINOHead(student.config.embed_dim, cfg.out_dim, cfg.head_hidden, cfg.bottleneck).to(device)
-    teacher, t_head = copy.deepcopy(student).requires_grad_(False), copy.deepcopy(s_head).requires_grad_(False)
-    loss_fn = DINOLoss(cfg.out_dim, cfg.teacher_temp, cfg.student_temp, cfg.center_momentum, cfg.centering).to(device)
-    params = list(student.parameters()) + list(s_head.parameters())
+        s_heads = nn.ModuleDict({name: DINOHead(D, cfg.out_dim, cfg.head_hidden, cfg.bottleneck, cfg.head_batch_norm)
+                                 for name in ("cls", "patch")}).to(device)
+    teacher, t_heads = copy.deepcopy(student).requires_grad_(False), copy.deepcopy(s_heads).requires_grad_(False)
+    losses = dict(dino=DINOLoss(cfg.out_dim, cfg.teacher_temp, cfg.student_temp, cfg.center_momentum, cfg.centering),
+                  ibot=IBOTPatchLoss(cfg.out_dim, cfg.teacher_temp, cfg.student_temp, cfg.center_momentum, cfg.centering))
+    for loss_fn in losses.values():
+        loss_fn.to(device)
+    params = list(student.parameters()) + list(s_heads.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     images = pixels_to_tensor(frames, student.config.image_size, "cpu")  # [M, 3, S, S]
+    patches = student.config.grid**2
     log = []
     for step in tqdm(range(cfg.steps), desc="DINO pretraining", disable=not progress):
         idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
         crops = multi_crop(images[idx].to(device), cfg, gen)  # augment on the device; random draws stay on the CPU
+        masks = [random_patch_masks(cfg.batch_size, patches, cfg, gen).to(device) if cfg.ibot_weight else None
+                 for _ in range(2)]  # [B, P] each
         with torch.no_grad():
-            t_out = [t_head(_cls(teacher, c)) for c in crops[:2]]
-        s_out = [s_head(_cls(student, c)) for c in crops]
-        loss = loss_fn(s_out, t_out)
+            t_tokens = [teacher.forward_tokens(c) for c in crops[:2]]  # [B, 1+R+P, D]
+            t_cls = [t_heads["cls"](t[:, 0]) for t in t_tokens]
+        s_tokens = [student.forward_tokens(c, masks=m) for c, m in zip(crops[:2], masks)]
+        s_tokens += [student.forward_tokens(c) for c in crops[2:]]
+        parts = {"dino": losses["dino"]([s_heads["cls"](t[:, 0]) for t in s_tokens], t_cls)}
+        if cfg.ibot_weight and sum(int(m.sum()) for m in masks) > 1:  # batch norm needs two masked patches
+            with torch.no_grad():
+                t_patch = torch.cat([t_heads["patch"](t[:, first_patch:][m]) for t, m in zip(t_tokens, masks)])  # [M, K]
+            s_patch = torch.cat([s_heads["patch"](t[:, first_patch:][m]) for t, m in zip(s_tokens, masks)])  # [M, K]
+            parts["ibot"] = losses["ibot"](s_patch, t_patch, torch.cat(masks))
+        if cfg.koleo_weight:
+            parts["koleo"] = sum(koleo_loss(t[:, 0]) for t in s_tokens[:2]) / 2
+        loss = parts["dino"] + cfg.ibot_weight * parts.get("ibot", 0.0) + cfg.koleo_weight * parts.get("koleo", 0.0)
         _set_lr(opt, step, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        _ema(teacher, student, t_head, s_head, 1 - (1 - cfg.momentum) * (math.cos(math.pi * step / cfg.steps) + 1) / 2)
+        _ema(teacher, student, t_heads, s_heads, 1 - (1 - cfg.momentum) * (math.cos(math.pi * step / cfg.steps) + 1) / 2)
         if step % log_every == 0 or step == cfg.steps - 1:
-            log.append({"step": step, "loss": loss.item()})
+            log.append({"step": step, "loss": loss.detach().item()} | {k: v.detach().item() for k, v in parts.items()})
     return teacher.freeze(), log
 
 

@@ -185,11 +185,13 @@ class ViTEncoder(nn.Module):
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)  # [1, P, D]
         return torch.cat([cls_pos, patch_pos.to(pos.dtype)], dim=1)
 
-    def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
+    def forward_tokens(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """All output tokens (cls, registers, patches) after the final norm.
 
         Args:
             images: normalised images `[B, 3, H, W]`, H and W multiples of the patch size.
+            masks: optional bool `[B, P]`; True patches are replaced by `mask_token` before the
+                position embedding (masked-image modelling, as DINOv2/iBOT pretraining does).
 
         Returns:
             `[B, 1 + R + P, D]`.
@@ -197,6 +199,8 @@ class ViTEncoder(nn.Module):
         B, _, H, W = images.shape
         p = self.config.patch_size
         x = self.patch_embed(images)  # [B, P, D]
+        if masks is not None:
+            x = torch.where(masks[..., None], self.mask_token.to(x.dtype), x)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
         x = x + self.interpolate_pos_encoding(H // p, W // p)
         if self.config.num_register_tokens:
