@@ -141,3 +141,13 @@ def test_koleo_rewards_spread_features():
     bunched = torch.ones(8, 8) + 0.01 * torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
     assert koleo_loss(spread) < koleo_loss(bunched)
     assert abs(koleo_loss(spread).item() + math.log(math.sqrt(2))) < 1e-5  # nearest neighbour at distance sqrt(2)
+
+
+def test_a_world_model_checkpoint_lends_its_encoder(tiny_pusht_checkpoint):
+    from wmplan.world_model import WorldModel
+
+    wm = WorldModel.load(tiny_pusht_checkpoint)
+    enc = load_encoder(tiny_pusht_checkpoint)  # `wmplan train --encoder world_model.pt` retrains on the same features
+    x = torch.randn(2, 3, wm.encoder.config.image_size, wm.encoder.config.image_size)
+    torch.testing.assert_close(enc(x), wm.encoder(x), rtol=0, atol=0)
+    assert not any(p.requires_grad for p in enc.parameters())

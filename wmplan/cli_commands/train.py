@@ -12,7 +12,8 @@ HELP = "train a world model on a dataset with a frozen encoder (re-run the same 
 def add_arguments(p):
     p.add_argument("--env", required=True, help="environment the dataset was collected in (pusht, maze, chips)")
     p.add_argument("--data", required=True, help="dataset directory (from `wmplan collect`)")
-    p.add_argument("--encoder", required=True, help="encoder file: from `wmplan pretrain-encoder`, or a DINOv2 .pth")
+    p.add_argument("--encoder", required=True,
+                   help="encoder file: from `wmplan pretrain-encoder`, a world_model.pt (its encoder), or a DINOv2 .pth")
     p.add_argument("--out", required=True, help="run directory: resumable state, world_model.pt, metrics.json")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, sampling and the probe")

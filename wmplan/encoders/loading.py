@@ -38,7 +38,8 @@ def save_encoder(encoder: ViTEncoder, path: str | os.PathLike, extra: dict | Non
 
 def load_encoder(path: str | os.PathLike, device: str = "cpu", image_size: int | None = None,
                  pool_grid: int | None = None, num_heads: int | None = None) -> ViTEncoder:
-    """Load a frozen encoder from a wmplan encoder checkpoint or an official DINOv2 `.pth` file.
+    """Load a frozen encoder from a wmplan encoder checkpoint, a world-model checkpoint (its encoder)
+    or an official DINOv2 `.pth` file.
 
     Args:
         path: the file (a bare DINOv2 state dict is recognised by its keys).
@@ -51,10 +52,12 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu", image_size: int |
     if obj.get("kind") == ENCODER_KIND:
         config = ViTConfig(**obj["config"])
         return _build(config, obj["state_dict"], device, path)
+    if "encoder_state" in obj and "encoder_config" in obj:  # a world model: reuse its frozen encoder
+        return _build(ViTConfig(**obj["encoder_config"]), obj["encoder_state"], device, path)
     if "pos_embed" in obj or "model" in obj or "teacher" in obj:
         return load_dinov2(path, image_size=image_size or 224, pool_grid=pool_grid or 0, device=device,
                            num_heads=num_heads)
-    raise CheckpointError(f"{path} is neither a wmplan encoder checkpoint nor a DINOv2 state dict")
+    raise CheckpointError(f"{path} is neither a wmplan encoder or world-model checkpoint nor a DINOv2 state dict")
 
 
 def config_from_state_dict(state: dict, image_size: int = 224, pool_grid: int = 0,
