@@ -69,6 +69,35 @@ def test_rollout_is_autoregressive_predict_with_sliding_window():
     assert wm.rollout(z[:, -1:], actions).shape == (5, 3, 4, 19)
 
 
+@pytest.mark.parametrize("conditioning", ["concat", "adaln"])
+def test_candidates_sharing_a_history_equal_the_expanded_history(conditioning):
+    wm = tiny_world_model(conditioning=conditioning)
+    z, actions, a_past = rollout_inputs(B=2, T=2)  # actions [2, H, A_fs]
+    cands = torch.stack([actions, -actions, 0.5 * actions], dim=1)  # [B=2, S=3, H, A_fs]
+    with torch.inference_mode():
+        shared = wm.rollout(z, cands, a_past)  # [2, 3, H, N, D]
+        expanded = wm.rollout(z.repeat_interleave(3, 0), cands.reshape(6, *actions.shape[1:]), a_past.repeat_interleave(3, 0))
+    torch.testing.assert_close(shared.reshape(expanded.shape), expanded, atol=1e-5, rtol=1e-5)
+
+
+def test_latent_objective_shares_the_history_and_matches_the_expanded_path():
+    from wmplan.costs import CostSum, GoalEnergy
+    from wmplan.mpc import LatentObjective
+
+    class Plain:  # the same model without candidate sharing: LatentObjective expands the history
+        def __init__(self, wm):
+            self.rollout = wm.rollout
+
+    wm = tiny_world_model()
+    z, actions, a_past = rollout_inputs(B=2, T=2)
+    cands = torch.stack([actions, -actions], dim=1)  # [2, 2, H, A_fs]
+    costs = CostSum([GoalEnergy(steps="all")])
+    with torch.inference_mode():
+        shared = LatentObjective(wm, costs, z, z[:, -1], a_past)(cands).total
+        plain = LatentObjective(Plain(wm), costs, z, z[:, -1], a_past)(cands).total
+    torch.testing.assert_close(shared, plain, atol=1e-6, rtol=1e-5)
+
+
 def test_rollout_differentiable_wrt_actions():
     wm = tiny_world_model()
     z, actions, a_past = rollout_inputs()

@@ -8,7 +8,8 @@ then re-plan warm-started from the previous plan shifted by what was executed.
 
 World-model protocol: ``encode(pixels [B, H, W, 3] uint8, proprio [B, P] | None) -> z [B, P', D]``,
 ``rollout(z_hist [B, T, P', D], actions [B, H, A_fs], a_past [B, T-1, A_fs] | None) -> [B, H, P', D]``
-and attributes `frameskip`, `action_dim`, `history`, `device`.
+and attributes `frameskip`, `action_dim`, `history`, `device`; optionally `rolls_out_candidates = True`
+when `rollout` also takes ``actions [B, N, H, A_fs]`` (N candidates per history) -> ``[B, N, H, P', D]``.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ class ReplanRecord:
 class LatentObjective:
     """Scores candidate actions ``[B, N, H, A_fs]`` by rolling out the world model from a fixed history.
 
-    The history is expanded to ``B * N`` once per candidate count N and reused across iterations.
+    A world model with ``rolls_out_candidates = True`` gets the candidates ``[B, N, H, A_fs]`` against
+    the B histories and shares their work; any other gets the history expanded to ``B * N`` (once
+    per candidate count N, reused across iterations).
     """
 
     def __init__(self, world_model, costs: Callable, z_hist: torch.Tensor, z_goal: torch.Tensor,
@@ -87,6 +90,8 @@ class LatentObjective:
 
     def rollout(self, actions: torch.Tensor) -> torch.Tensor:
         """Predicted latents ``[B, N, H, P, D]`` for candidates ``[B, N, H, A_fs]``."""
+        if getattr(self.wm, "rolls_out_candidates", False):
+            return self.wm.rollout(self.z_hist, actions, self.a_past)
         B, N, H, A = actions.shape
         z_hist, a_past = self._history(N)
         z_pred = self.wm.rollout(z_hist, actions.reshape(B * N, H, A), a_past)  # [B*N, H, P, D]

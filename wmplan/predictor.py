@@ -101,8 +101,63 @@ class PredictorBlock(nn.Module):
             mod = [m[:, -N:] if m is not None else None for m in mod]
         else:
             q, k, v = self.qkv(h).chunk(3, dim=-1)
+        x = x + _gate(self._attend(q, k, v, mask), mod[2])
+        return self._mlp(x, mod)
+
+    # The two halves of a block for a cached rollout (`wmplan.predictor_rollout`): the context frames
+    # once, then the newest frame attending to their keys/values. Same arithmetic as `forward`.
+    def context(self, x, cond, mask, frames: int, keys_only: bool = False):
+        """Context frames `x [B, Tc*N, W]` -> (keys|values `[B, Tc*N, 2W]`, output `[B, Tc*N, W]` or None)."""
+        B, L, W = x.shape
+        mod = self._modulation(cond, L // frames) if self.adaln else [None] * 6
+        h = _modulate(self.norm1(x), mod[0], mod[1])
+        if keys_only:  # the last block: only the newest frame's output is used
+            return F.linear(h, self.qkv.weight[W:], self.qkv.bias[W:]), None
+        q, kv = self.qkv(h).split([W, 2 * W], dim=-1)
+        x = x + _gate(self._attend(q, *kv.chunk(2, dim=-1), mask), mod[2])
+        return kv, self._mlp(x, mod)
+
+    def extend(self, x, cond, kv_context, group: int = 1):
+        """Newest frame `x [B*G, N, W]` after context keys|values `[B, Lc, 2W]` (shared by G rows) -> `[B*G, N, W]`.
+
+        Row b*G + g of `x` sees row b of `kv_context`: the context of G candidates is computed once.
+        """
+        BG, N, W = x.shape
+        mod = self._modulation(cond, N) if self.adaln else [None] * 6  # cond [B*G, 1, W]
+        h = _modulate(self.norm1(x), mod[0], mod[1])
+        q, kv = self.qkv(h).split([W, 2 * W], dim=-1)
+        if kv_context is None:
+            att = self._attend(q, *kv.chunk(2, dim=-1), None)
+        else:  # the newest frame sees every frame: no mask
+            att = self.proj(self._attend_context(q, kv, kv_context, group))
+        x = x + _gate(att, mod[2])
+        return self._mlp(x, mod)
+
+    def _attend_context(self, q, kv, kv_context, group: int) -> torch.Tensor:
+        """Attention of `q [B*G, N, W]` over context plus own keys|values -> `[B*G, N, W]` (before `proj`).
+
+        Batched matmuls over (row, head) rather than `scaled_dot_product_attention`, whose CPU kernel
+        does not speed up with a second thread for these short sequences (16 queries, > 16 keys).
+        """
+        BG, N, W = q.shape
+        B, Lc = kv_context.shape[:2]
+        H, E = self.heads, W // self.heads
+        heads_first = (3, 0, 1, 4, 2, 5)  # [B, G, L, 2, H, E] -> [2, B, G, H, L, E]
+        ctx = kv_context.view(B, 1, Lc, 2, H, E).expand(B, group, Lc, 2, H, E).permute(heads_first)  # views
+        kv = torch.cat([ctx, kv.view(B, group, N, 2, H, E).permute(heads_first)], dim=4)  # one copy
+        kv = kv.view(2, BG * H, Lc + N, E)
+        q = q.view(BG, N, H, E).transpose(1, 2).reshape(BG * H, N, E)
+        scores = torch.bmm(q, kv[0].transpose(1, 2)).mul_(E**-0.5)  # [B*G*H, N, L]
+        att = torch.bmm(torch.softmax(scores, dim=-1), kv[1])  # [B*G*H, N, E]
+        return att.view(BG, H, N, E).transpose(1, 2).reshape(BG, N, W)
+
+    def _attend(self, q, k, v, mask):
+        """Multi-head attention and output projection: q `[B, Lq, W]`, k, v `[B, Lk, W]` -> `[B, Lq, W]`."""
+        B, Lq, W = q.shape
         att = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v), attn_mask=mask)
-        x = x + _gate(self.proj(att.transpose(1, 2).reshape(B, -1, W)), mod[2])
+        return self.proj(att.transpose(1, 2).reshape(B, Lq, W))
+
+    def _mlp(self, x, mod):
         h = _modulate(self.norm2(x), mod[3], mod[4])
         return x + _gate(self.fc2(F.gelu(self.fc1(h))), mod[5])
 
@@ -187,15 +242,18 @@ class Predictor(nn.Module):
             proprio = z[:, :, 0, D - self.proprio_dim :]  # [B, T, P]; repeated on every token
             cond = self.cond_proj(torch.cat([a_emb, proprio], dim=-1))  # [B, T, W]
         x = self.input_proj(x) + self.spatial_pos + self.time_pos[:, :T]  # [B, T, N, W]
-        x = x.reshape(B, T * N, -1)  # [B, T*N, W]
-        mask = self._mask(T, z.device)
-        for i, block in enumerate(self.blocks):
-            x = block(x, cond, mask, T, last_only=last_only and i == len(self.blocks) - 1)
-        out = self.head(self._final_norm(x, cond, T))  # [B, T*N or N, D]
+        out = self.transform(x.reshape(B, T * N, -1), cond, T, last_only)  # [B, T*N or N, D]
         if last_only:
             return out + z[:, -1] if self.config.residual else out  # [B, N, D]
         out = out.view(B, T, N, D)
         return out + z if self.config.residual else out
+
+    def transform(self, x: torch.Tensor, cond, frames: int, last_only: bool = False) -> torch.Tensor:
+        """Blocks, final norm and head on embedded tokens `x [B, T*N, W]` -> `[B, T*N or N, D]` (no residual)."""
+        mask = self._mask(frames, x.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cond, mask, frames, last_only=last_only and i == len(self.blocks) - 1)
+        return self.head(self._final_norm(x, cond, frames))
 
     def _final_norm(self, x, cond, frames):
         if cond is None:

@@ -4,7 +4,7 @@ One method per mathematical object (DINO-WM, Zhou et al. 2024):
 
     z_t      = encode(o_t, p_t)                              # [B, N, D]
     z_{t+1}  = predict(z_{t-T+1..t}, a_{t-T+1..t})            # [B, N, D]
-    ẑ_{1..H} = rollout(z_hist, a_{0..H-1}, a_past)            # [B, H, N, D], autoregressive
+    ẑ_{1..H} = rollout(z_hist, a_{0..H-1}, a_past)            # [B, (S,) H, N, D], autoregressive
 
 z carries the proprio: its normalised vector (a fixed affine map of the data statistics, not
 learned, so the prediction target cannot collapse) is appended to every token's visual features;
@@ -23,6 +23,7 @@ from torch import nn
 from wmplan.checkpoint import check_expected, load_checkpoint, save_atomic
 from wmplan.encoders.vit import ViTConfig, ViTEncoder
 from wmplan.predictor import Predictor, PredictorConfig
+from wmplan.predictor_rollout import cached_rollout
 from wmplan.probe import Probe
 
 __all__ = ["WorldModel"]
@@ -44,6 +45,9 @@ class WorldModel(nn.Module):
         probe: optional readout of physical quantities from z.
         device: where the model lives.
     """
+
+    # `rollout` takes candidates `[B, S, H, A_fs]` against one history per b (see `wmplan.mpc`)
+    rolls_out_candidates = True
 
     def __init__(self, encoder: ViTEncoder, predictor: Predictor, env: str, image_size: int, action_dim: int,
                  proprio_mean=None, proprio_std=None, probe: Probe | None = None, device: str = "cpu"):
@@ -132,30 +136,27 @@ class WorldModel(nn.Module):
 
         Args:
             z_hist: observed latents `[B, T, N, D]`, oldest first (T >= 1).
-            actions: candidate actions `[B, H, A_fs]`, the first taken from the newest frame.
+            actions: candidate actions `[B, H, A_fs]`, the first taken from the newest frame; or
+                `[B, S, H, A_fs]`: S candidates per history, whose shared work is done once.
             a_past: actions taken between the history frames `[B, T-1, A_fs]`; zeros if None.
 
         Returns:
-            Predicted latents `[B, H, N, D]` of the frames after each action. Differentiable
-            w.r.t. `actions`; works under `torch.inference_mode()`.
+            Predicted latents `[B, H, N, D]` (or `[B, S, H, N, D]`) of the frames after each action.
+            Equal to `predict` applied step by step (see `wmplan.predictor_rollout` for the work it
+            skips). Differentiable w.r.t. `actions`; works under `torch.inference_mode()`.
         """
         B, T = z_hist.shape[:2]
-        if actions.ndim != 3 or actions.shape[0] != B:
-            raise ValueError(f"actions must be [B={B}, H, A_fs], got {tuple(actions.shape)}")
+        if actions.ndim not in (3, 4) or actions.shape[0] != B:
+            raise ValueError(f"actions must be [B={B}, H, A_fs] or [B={B}, S, H, A_fs], got {tuple(actions.shape)}")
         if a_past is None:
             a_past = actions.new_zeros(B, T - 1, actions.shape[-1])
         if a_past.shape[:2] != (B, T - 1):
             raise ValueError(f"a_past must be [B={B}, T-1={T - 1}, A_fs], got {tuple(a_past.shape)}")
-        keep = self.history - 1
+        keep = self.history - 1  # past actions still in the window
         z_win, a_win = z_hist[:, -self.history :], a_past[:, a_past.shape[1] - min(keep, a_past.shape[1]) :]
-        preds = []
-        for h in range(actions.shape[1]):
-            a_full = torch.cat([a_win, actions[:, h : h + 1]], dim=1)  # [B, T', A_fs]
-            z_next = self.predictor(z_win, a_full, last_only=True)  # [B, N, D]
-            preds.append(z_next)
-            z_win = torch.cat([z_win, z_next[:, None]], dim=1)[:, -self.history :]
-            a_win = a_full[:, a_full.shape[1] - keep :] if keep else a_full[:, :0]
-        return torch.stack(preds, dim=1)  # [B, H, N, D]
+        candidates = actions if actions.ndim == 4 else actions[:, None]  # [B, S, H, A_fs]
+        z_pred = cached_rollout(self.predictor, z_win, candidates, a_win)  # [B, S, H, N, D]
+        return z_pred if actions.ndim == 4 else z_pred[:, 0]
 
     # ------------------------------------------------------------------ checkpoints
     def meta(self) -> dict:
