@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from wmplan.planners.base import CostOutput
 
@@ -132,8 +133,8 @@ class GoalEnergy(CostTerm):
         z, g = ctx.z_pred, ctx.z_goal[:, None, None]  # [B, N, H, P, D], [B, 1, 1, P, D]
         if self.features is not None:
             z, g = z[..., slice(*self.features)], g[..., slice(*self.features)]
-        diff = z - g
-        per_step = (diff.square() if self.distance == "l2" else diff.abs()).mean((-1, -2))  # [B, N, H]
+        loss = F.mse_loss if self.distance == "l2" else F.l1_loss  # fused: one pass over z, not three
+        per_step = loss(z, g.expand_as(z), reduction="none").mean((-1, -2))  # [B, N, H]
         return per_step @ _step_weights(per_step.shape[-1], self.steps, per_step.device)
 
 
