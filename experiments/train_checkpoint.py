@@ -37,6 +37,16 @@ def _run(cmd: list[str], log: list) -> None:
     log.append({"command": shlex.join(["wmplan", *cmd[3:]]), "seconds": round(time.perf_counter() - start, 1)})
 
 
+def _origin(encoder: str):
+    """How a reused encoder was made: the pretraining steps of the manifest beside it, if it has one."""
+    manifest = Path(encoder).parent / "manifest.json"
+    if not manifest.is_file():
+        return None
+    old = json.loads(manifest.read_text())
+    steps = [s for s in old.get("steps", []) if "pretrain-encoder" in s.get("command", "")]
+    return old.get("encoder_origin") or {"manifest": str(manifest), "pretrain_steps": steps}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", required=True, choices=sorted(RECIPES))
@@ -45,6 +55,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=None, help="run dir (default runs/train/<env>)")
     p.add_argument("--out", default=None, help="where world_model.pt + manifest.json go (default experiments/checkpoints/<env>)")
     p.add_argument("--train-steps", default=None, help="override the recipe's training steps")
+    p.add_argument("--encoder", default=None,
+                   help="reuse this frozen encoder (encoder.pt or a world_model.pt) instead of pretraining one")
     args = p.parse_args(argv)
     recipe = RECIPES[args.env]
     data = Path(args.data or f"data/{args.env}")
@@ -54,19 +66,24 @@ def main(argv=None) -> int:
     log: list = []
     if not (data / "meta.json").is_file():
         _run([*wm, "collect", "--env", args.env, "--out", str(data), "--workers", "2", "--quiet", *recipe["collect"]], log)
-    _run([*wm, "pretrain-encoder", "--data", str(data), "--out", str(work / "encoder.pt"), "--device", args.device,
-          "--quiet", *recipe["pretrain"]], log)
+    encoder = args.encoder or str(work / "encoder.pt")
+    encoder_origin = _origin(args.encoder) if args.encoder else None
+    if args.encoder is None:
+        _run([*wm, "pretrain-encoder", "--data", str(data), "--out", encoder, "--device", args.device,
+              "--quiet", *recipe["pretrain"]], log)
     train = recipe["train"] if args.train_steps is None else ["--steps", args.train_steps]
-    _run([*wm, "train", "--env", args.env, "--data", str(data), "--encoder", str(work / "encoder.pt"),
+    _run([*wm, "train", "--env", args.env, "--data", str(data), "--encoder", encoder,
           "--out", str(work), "--device", args.device, "--quiet", *train], log)
     out.mkdir(parents=True, exist_ok=True)
     (out / "world_model.pt").write_bytes((work / "world_model.pt").read_bytes())
     from wmplan.results import hardware
 
     metrics = json.loads((work / "metrics.json").read_text()) if (work / "metrics.json").is_file() else {}
-    manifest = {"env": args.env, "steps": log, "hardware": hardware() | {"device": args.device},
+    reuse = f" --encoder {args.encoder}" if args.encoder else ""
+    manifest = {"env": args.env, "steps": log, "encoder": args.encoder or "pretrained by the step above",
+                "encoder_origin": encoder_origin, "hardware": hardware() | {"device": args.device},
                 "data": {"episodes": len(list((data / "episodes").glob("*.h5")))}, "metrics": metrics,
-                "reproduce": f"python experiments/train_checkpoint.py --env {args.env} --device {args.device}"}
+                "reproduce": f"python experiments/train_checkpoint.py --env {args.env} --device {args.device}{reuse}"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     print(json.dumps({k: manifest[k] for k in ("steps", "hardware")}, indent=1))
     return 0
