@@ -95,7 +95,7 @@ def _step(pred, context: list, new: _Frame, pos: torch.Tensor, S: int) -> torch.
     x_ctx = cond_ctx = mask = None
     sc = 1 if all(f.shared for f in context) else S  # shared context: computed once per history
     if Tc:
-        x_ctx = torch.stack([f.tokens.expand(B, sc, N, W) for f in context], dim=2) + pos[:Tc]  # [B, sc, Tc, N, W]
+        x_ctx = _positioned([f.tokens.expand(B, sc, N, W) for f in context], pos)  # [B, sc, Tc, N, W]
         x_ctx = x_ctx.reshape(B * sc, Tc * N, W)
         if new.cond is not None:
             cond_ctx = torch.stack([f.cond.expand(B, sc, W) for f in context], dim=2).reshape(B * sc, Tc, W)
@@ -113,12 +113,19 @@ def _step_joint(pred, window: list, pos: torch.Tensor, S: int) -> torch.Tensor:
     """`_step` as one block-causal pass over the whole window (fewer, larger ops; for small batches)."""
     B, _, N, W = window[-1].tokens.shape
     T = len(window)
-    x = torch.stack([f.tokens.expand(B, S, N, W) for f in window], dim=2) + pos[:T]  # [B, S, T, N, W]
+    x = _positioned([f.tokens.expand(B, S, N, W) for f in window], pos)  # [B, S, T, N, W]
     cond = None
     if window[-1].cond is not None:
         cond = torch.stack([f.cond.expand(B, S, W) for f in window], dim=2).reshape(B * S, T, W)
     out = pred.transform(x.reshape(B * S, T * N, W), cond, T, last_only=True).view(B, S, N, -1)
     return out + window[-1].z if pred.config.residual else out
+
+
+def _positioned(tokens: list, pos: torch.Tensor) -> torch.Tensor:
+    """Frames' tokens ``[B, S, N, W]`` (oldest first) plus their positions: ``[B, S, T, N, W]``."""
+    if len(tokens) == 1:  # one add, no stack copy
+        return (tokens[0] + pos[0])[:, :, None]
+    return torch.stack(tokens, dim=2) + pos[: len(tokens)]
 
 
 def _latent_tokens(pred, z: torch.Tensor) -> torch.Tensor:
