@@ -76,7 +76,8 @@ def test_candidates_sharing_a_history_equal_the_expanded_history(conditioning):
     cands = torch.stack([actions, -actions, 0.5 * actions], dim=1)  # [B=2, S=3, H, A_fs]
     with torch.inference_mode():
         shared = wm.rollout(z, cands, a_past)  # [2, 3, H, N, D]
-        expanded = wm.rollout(z.repeat_interleave(3, 0), cands.reshape(6, *actions.shape[1:]), a_past.repeat_interleave(3, 0))
+        rows = lambda t: t.repeat_interleave(3, 0)  # noqa: E731  one history copy per candidate
+        expanded = wm.rollout(rows(z), cands.reshape(6, *actions.shape[1:]), rows(a_past))
     torch.testing.assert_close(shared.reshape(expanded.shape), expanded, atol=1e-5, rtol=1e-5)
 
 

@@ -70,18 +70,22 @@ def cached_rollout(pred, z_hist: torch.Tensor, actions: torch.Tensor, a_past: to
     pos = (pred.spatial_pos + pred.time_pos)[0]  # [history, N, W] spatial plus time position
     act_past, cond_past = _action_inputs(pred, a_past[:, None], z_hist[:, None, :-1])  # [B, 1, T-1, ...]
     act, _ = _action_inputs(pred, actions, None)  # [B, S, H, W] (concat) or None
-    lat = _latent_tokens(pred, z_hist[:, None])  # [B, 1, T, N, W]
+    lat = _latent_tokens(pred, z_hist[:, None, :-1])  # [B, 1, T-1, N, W]
     frames = [_Frame(z_hist[:, None, j], _add(lat[:, :, j], act_past, j), _at(cond_past, j)) for j in range(T - 1)]
-    frames.append(_Frame(z_hist[:, None, -1], _add(lat[:, :, -1], act, 0), _cond(pred, actions[:, :, 0], z_hist[:, None, -1])))
+    frames.append(_candidate_frame(pred, z_hist[:, None, -1], act, actions, 0))  # shared latent, candidate action
     preds = []
     for h in range(H):
         window = frames[-cfg.history :]
         z_next = _step(pred, window[:-1], window[-1], pos, S)  # [B, S, N, D]
         preds.append(z_next)
         if h + 1 < H:
-            tokens = _add(_latent_tokens(pred, z_next), act, h + 1)
-            frames = frames[len(frames) - cfg.history + 1 :] + [_Frame(z_next, tokens, _cond(pred, actions[:, :, h + 1], z_next))]
+            frames = frames[len(frames) - cfg.history + 1 :] + [_candidate_frame(pred, z_next, act, actions, h + 1)]
     return torch.stack(preds, dim=2)  # [B, S, H, N, D]
+
+
+def _candidate_frame(pred, z: torch.Tensor, act, actions: torch.Tensor, j: int) -> _Frame:
+    """The frame of latents ``z [B, S', N, D]`` from which candidate step j is taken."""
+    return _Frame(z, _add(_latent_tokens(pred, z), act, j), _cond(pred, actions[:, :, j], z))
 
 
 def _step(pred, context: list, new: _Frame, pos: torch.Tensor, S: int) -> torch.Tensor:
