@@ -59,10 +59,10 @@ def cached_rollout(pred, z_hist: torch.Tensor, actions: torch.Tensor, a_past: to
         a_past: actions taken from the other history frames ``[B, T-1, A_fs]``.
     """
     B, T, N, D = z_hist.shape
-    S, H = actions.shape[1:3]
     a_fs = pred.config.frameskip * pred.action_dim
     if actions.ndim != 4 or actions.shape[0] != B or actions.shape[-1] != a_fs:
         raise ValueError(f"actions must be [B={B}, S, H, frameskip*A={a_fs}], got {tuple(actions.shape)}")
+    S, H = actions.shape[1:3]
     if tuple(a_past.shape) != (B, T - 1, a_fs):
         raise ValueError(f"a_past must be [{B}, {T - 1}, {a_fs}], got {tuple(a_past.shape)}")
     pred._check(z_hist, a_past.new_zeros(()).expand(B, T, a_fs))  # z [B, T <= history, N, D]
