@@ -17,8 +17,9 @@ float rounding, ~1e-6) while skipping three kinds of repeated work:
    is computed only to be masked out. Below `SPLIT_MIN_ROWS` candidate rows the step instead runs
    the window in one pass (`_step_joint`, as `forward` does), which needs fewer ops.
 
-Per candidate-step this is ~13% fewer FLOPs than `Predictor.flops_per_step` counts for the
-default push-T predictor (step 0 shares its context; later steps re-embed only the new frame).
+For the push-T predictor at 128 candidates and horizon 5 this computes 3.95 MFLOP per
+candidate-step against `Predictor.flops_per_step`'s 4.61 (step 0 shares its context; later steps
+re-embed only the new frame).
 Later steps cannot reuse earlier steps' keys/values: when the window slides, every frame moves to a
 new time position and loses its oldest neighbour, which changes its outputs in every block.
 """
