@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from wmplan.encoders.vit import VIT_CONFIGS, ViTEncoder, pixels_to_tensor
 
-__all__ = ["DinoConfig", "DINOHead", "DINOLoss", "IBOTPatchLoss", "koleo_loss", "random_patch_masks", "multi_crop",
+__all__ = ["DinoConfig", "DINOHead", "TeacherTargets", "DINOLoss", "IBOTPatchLoss", "koleo_loss", "random_patch_masks", "multi_crop",
            "pretrain_dino"]
 
 
@@ -108,25 +108,39 @@ class DINOHead(nn.Module):
         return F.linear(x, F.normalize(self.prototypes.weight, dim=-1))  # [B, K]
 
 
+class TeacherTargets(nn.Module):
+    """The teacher's side of self-distillation: centred (or Sinkhorn-balanced), sharpened distributions."""
+
+    def __init__(self, out_dim: int, teacher_temp: float, center_momentum: float, centering: str = "center"):
+        super().__init__()
+        self.teacher_temp, self.center_momentum, self.centering = teacher_temp, center_momentum, centering
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """Target distributions `[M, K]` for teacher logits `[M, K]`."""
+        if self.centering == "center":
+            return F.softmax((t - self.center) / self.teacher_temp, dim=-1)
+        return sinkhorn_knopp(t / self.teacher_temp)
+
+    @torch.no_grad()
+    def update(self, t: torch.Tensor) -> None:
+        """Move the running centre towards the mean of teacher logits `[M, K]`."""
+        m = self.center_momentum
+        self.center.mul_(m).add_(t.mean(0, keepdim=True), alpha=1 - m)
+
+
 class DINOLoss(nn.Module):
     """Cross-entropy between centred, sharpened teacher and student distributions over crop pairs."""
 
     def __init__(self, out_dim: int, teacher_temp: float, student_temp: float, center_momentum: float,
                  centering: str = "center"):
         super().__init__()
-        self.teacher_temp, self.student_temp, self.center_momentum = teacher_temp, student_temp, center_momentum
-        self.centering = centering
-        self.register_buffer("center", torch.zeros(1, out_dim))
-
-    def teacher_targets(self, t: torch.Tensor) -> torch.Tensor:
-        """Centred, sharpened teacher distribution `[B, K]`."""
-        if self.centering == "center":
-            return F.softmax((t - self.center) / self.teacher_temp, dim=-1)
-        return sinkhorn_knopp(t / self.teacher_temp)
+        self.student_temp = student_temp
+        self.targets = TeacherTargets(out_dim, teacher_temp, center_momentum, centering)
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
         """student: logits per crop (globals first) `[B, K]`; teacher: logits of the global crops."""
-        targets = [self.teacher_targets(t) for t in teacher]
+        targets = [self.targets(t) for t in teacher]
         logps = [F.log_softmax(s / self.student_temp, dim=-1) for s in student]
         total, pairs = 0.0, 0
         for ti, target in enumerate(targets):
@@ -134,13 +148,8 @@ class DINOLoss(nn.Module):
                 if si != ti:
                     total = total + (-target * logp).sum(-1).mean()
                     pairs += 1
-        self._update_center(torch.cat(teacher))
+        self.targets.update(torch.cat(teacher))
         return total / pairs
-
-    @torch.no_grad()
-    def _update_center(self, teacher: torch.Tensor) -> None:
-        m = self.center_momentum
-        self.center.mul_(m).add_(teacher.mean(0, keepdim=True), alpha=1 - m)
 
 
 class IBOTPatchLoss(nn.Module):
@@ -150,16 +159,16 @@ class IBOTPatchLoss(nn.Module):
                  centering: str = "center"):
         super().__init__()
         self.student_temp = student_temp
-        self.targets = DINOLoss(out_dim, teacher_temp, student_temp, center_momentum, centering)  # same sharpening
+        self.targets = TeacherTargets(out_dim, teacher_temp, center_momentum, centering)  # its own centre
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """student/teacher: logits of the masked patches `[M, K]`; masks: bool `[B, P]` with M True entries."""
         if not len(student):
             return student.sum()  # no masked patch in this batch: a zero that keeps the graph
-        target = self.targets.teacher_targets(teacher)  # [M, K]
+        target = self.targets(teacher)  # [M, K]
         per_patch = -(target * F.log_softmax(student / self.student_temp, dim=-1)).sum(-1)  # [M]
         per_image = (1.0 / masks.sum(1).clamp(min=1))[:, None].expand_as(masks)[masks]  # [M], each image weighs 1
-        self.targets._update_center(teacher)
+        self.targets.update(teacher)
         return (per_patch * per_image).sum() / masks.any(1).sum()
 
 
