@@ -108,6 +108,36 @@ def test_dino_pretraining_loss_decreases_without_collapse():
     torch.testing.assert_close(q.sum(1), torch.ones(32))  # rows are distributions
 
 
+def test_interrupted_dino_pretraining_resumes_to_the_same_result(tmp_path, monkeypatch):
+    from wmplan.checkpoint import CheckpointError
+    from wmplan.encoders import dino_pretrain
+    from wmplan.encoders.dino_pretrain import DinoConfig, pretrain_dino
+
+    torch.set_num_threads(1)
+    frames = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    cfg = DinoConfig(arch="vit-micro-32", steps=6, batch_size=8, out_dim=16, head_hidden=32, bottleneck=16,
+                     local_crops=1, warmup_steps=2)
+    reference, ref_log = pretrain_dino(frames, cfg, seed=3, progress=False, log_every=1)
+
+    state, real_save = tmp_path / "enc.pt.state", dino_pretrain.save_atomic
+
+    def save_then_crash(obj, path):  # the process dies right after the first state write (step 3)
+        real_save(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dino_pretrain, "save_atomic", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_dino(frames, cfg, seed=3, progress=False, log_every=1, state_path=state, save_every=3)
+    monkeypatch.undo()
+    assert torch.load(state, weights_only=True)["step"] == 3
+    resumed, log = pretrain_dino(frames, cfg, seed=3, progress=False, log_every=1, state_path=state, save_every=3)
+    assert log == ref_log
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    with pytest.raises(CheckpointError, match="another configuration"):  # never silently mixes two runs
+        pretrain_dino(frames, DinoConfig(**{**vars(cfg), "lr": 1e-4}), seed=3, progress=False, state_path=state)
+
+
 def test_masked_tokens_use_the_mask_token_and_nothing_else_changes():
     enc = ViTEncoder(VIT_CONFIGS["vit-micro-32"], seed=0)
     x = torch.randn(2, 3, 32, 32)

@@ -12,7 +12,7 @@ from wmplan.encoders import ViTConfig, ViTEncoder, save_encoder
 from wmplan.encoders.features import cache_features, cache_path, load_features
 from wmplan.predictor import PredictorConfig
 from wmplan.probe import ProbeConfig
-from wmplan.train import TrainConfig, train_world_model
+from wmplan.train import TrainConfig, latent_mse, train_world_model
 from wmplan.world_model import WorldModel
 
 SIZE, STEPS = 32, 40
@@ -105,6 +105,16 @@ def test_interrupted_run_resumes_to_the_same_result(dataset, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_latent_mse_weights_the_proprio_features():
+    pred, target = torch.randn(3, 2, 4, 10), torch.randn(3, 2, 4, 10)  # [B, T, N, D], proprio = last 2 of D
+    assert torch.allclose(latent_mse(pred, target, 8), torch.nn.functional.mse_loss(pred, target))
+    sq = (pred - target).square()
+    manual = torch.cat([sq[..., :8], 5.0 * sq[..., 8:]], -1).mean()
+    assert torch.allclose(latent_mse(pred, target, 8, proprio_weight=5.0), manual)
+    with pytest.raises(ValueError):
+        TrainConfig(proprio_weight=0.0)
+
+
 def test_run_dir_with_other_config_is_refused(dataset, tmp_path):
     train_world_model(dataset, encoder(), tmp_path, "toy", PCFG, tcfg(steps=2), progress=False)
     with pytest.raises(ValueError, match="another configuration"):
@@ -116,7 +126,15 @@ def test_cli_pretrain_then_train_end_to_end(dataset, tmp_path, capsys):
 
     enc = tmp_path / "enc.pt"
     assert main(["pretrain-encoder", "--data", str(dataset.root), "--out", str(enc), "--arch", "vit-micro-32",
-                 "--steps", "3", "--batch-size", "8", "--quiet"]) == 0
+                 "--steps", "3", "--batch-size", "8", "--quiet", "--set", "local_crops=1",
+                 "--set", "global_scale=0.85,1.0"]) == 0
+    saved = torch.load(enc, weights_only=True)
+    assert saved["dino_config"]["local_crops"] == 1 and tuple(saved["dino_config"]["global_scale"]) == (0.85, 1.0)
+    assert not enc.with_name("enc.pt.state").exists()  # the resumable state goes once the encoder is written
+    with pytest.raises(SystemExit, match="KEY one of"):
+        main(["pretrain-encoder", "--data", str(dataset.root), "--out", str(enc), "--set", "bogus=1"])
+    with pytest.raises(SystemExit, match="lr takes float"):
+        main(["pretrain-encoder", "--data", str(dataset.root), "--out", str(enc), "--set", "lr=fast"])
     args = ["train", "--env", "toy", "--data", str(dataset.root), "--encoder", str(enc), "--out", str(tmp_path / "run"),
             "--steps", "4", "--batch-size", "8", "--val-every", "2", "--history", "2", "--frameskip", "2", "--quiet"]
     assert main(args) == 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 NAME = "pretrain-encoder"
-HELP = "pretrain a DINO-style ViT encoder on the frames of a collected dataset"
+HELP = "pretrain a DINO-style ViT encoder on the frames of a collected dataset (re-run the same command to resume)"
 
 
 def add_arguments(p):
@@ -17,7 +19,32 @@ def add_arguments(p):
     p.add_argument("--max-frames", type=int, default=50_000, help="frames sampled from the dataset")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--seed", type=int, default=0, help="seeds frame sampling, initialisation and augmentation")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a DinoConfig field, e.g. --set global_scale=0.85,1.0 --set local_crops=0 (repeatable)")
+    p.add_argument("--save-every", type=int, default=100, help="steps between writes of the resumable state (OUT.state)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_overrides(pairs: list[str]) -> dict:
+    """`["lr=1e-3", "global_scale=0.85,1.0"]` -> typed DinoConfig fields (types from the defaults); clear errors."""
+    from wmplan.encoders.dino_pretrain import DinoConfig
+
+    defaults, out = DinoConfig(), {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not hasattr(defaults, key) or key in ("arch", "steps", "batch_size"):
+            allowed = sorted(k for k in vars(defaults) if k not in ("arch", "steps", "batch_size"))
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(allowed)} "
+                             "(arch, steps and batch size have their own flags)")
+        default = getattr(defaults, key)
+        try:
+            if isinstance(default, tuple):
+                out[key] = tuple(type(d)(v) for d, v in zip(default, text.split(","), strict=True))
+            else:
+                out[key] = type(default)(text) if not isinstance(default, bool) else text.lower() in ("1", "true", "yes")
+        except ValueError as exc:
+            raise SystemExit(f"--set {pair!r}: {key} takes {type(default).__name__} like {default!r} ({exc})") from None
+    return out
 
 
 def sample_frames(dataset, max_frames: int, seed: int):
@@ -43,10 +70,14 @@ def run(args) -> int:
     from wmplan.encoders import save_encoder
     from wmplan.encoders.dino_pretrain import DinoConfig, pretrain_dino
 
-    config = DinoConfig(arch=args.arch, steps=args.steps, batch_size=args.batch_size)
+    config = DinoConfig(arch=args.arch, steps=args.steps, batch_size=args.batch_size, **config_overrides(args.overrides))
     dataset = EpisodeDataset(args.data)
     frames = sample_frames(dataset, args.max_frames, args.seed)
-    encoder, log = pretrain_dino(frames, config, seed=args.seed, device=args.device, progress=not args.quiet)
-    save_encoder(encoder, args.out, extra={"dino_log": log, "dataset": str(args.data), "arch": args.arch})
+    state = Path(str(args.out) + ".state")  # resumable training state; re-run the same command to resume
+    encoder, log = pretrain_dino(frames, config, seed=args.seed, device=args.device, progress=not args.quiet,
+                                 state_path=state, save_every=args.save_every)
+    save_encoder(encoder, args.out, extra={"dino_log": log, "dataset": str(args.data), "arch": args.arch,
+                                                   "dino_config": dataclasses.asdict(config)})
+    state.unlink(missing_ok=True)
     print(json.dumps({"out": str(args.out), "frames": len(frames), "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"]}))
     return 0

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from wmplan.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from wmplan.encoders.vit import VIT_CONFIGS, ViTEncoder, pixels_to_tensor
 
 __all__ = ["DinoConfig", "DINOHead", "TeacherTargets", "DINOLoss", "IBOTPatchLoss", "koleo_loss", "random_patch_masks", "multi_crop",
@@ -234,7 +236,8 @@ def multi_crop(images: torch.Tensor, cfg: DinoConfig, generator: torch.Generator
 
 
 def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: int = 0, device: str = "cpu",
-                  progress: bool = True, log_every: int = 10) -> tuple[ViTEncoder, list[dict]]:
+                  progress: bool = True, log_every: int = 10, state_path=None,
+                  save_every: int = 200) -> tuple[ViTEncoder, list[dict]]:
     """Pretrain a ViT with DINO (+ iBOT patch loss + KoLeo) on uint8 frames `[M, H, W, 3]`.
 
     Args:
@@ -244,6 +247,10 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
         device: where to train.
         progress: show a tqdm bar.
         log_every: steps between log entries.
+        state_path: if given, the full training state (networks, heads, optimizer, centres, RNG, log)
+            is written there atomically every `save_every` steps, and a run started with the same
+            frames count, config and seed resumes from it -- to the same result as an uninterrupted run.
+        save_every: steps between state writes.
 
     Returns:
         The frozen teacher backbone (the encoder to use) and the loss log
@@ -265,8 +272,14 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     images = pixels_to_tensor(frames, student.config.image_size, "cpu")  # [M, 3, S, S]
     patches = student.config.grid**2
-    log = []
-    for step in tqdm(range(cfg.steps), desc="DINO pretraining", disable=not progress):
+    log, start = [], 0
+    modules = dict(student=student, teacher=teacher, s_heads=s_heads, t_heads=t_heads, dino=losses["dino"],
+                   ibot=losses["ibot"], opt=opt)
+    signature = {"config": asdict(cfg), "seed": seed, "frames": len(frames)}
+    if state_path is not None:
+        start, log = _resume_pretraining(Path(state_path), modules, gen, signature)
+    for step in tqdm(range(start, cfg.steps), desc="DINO pretraining", disable=not progress, initial=start,
+                     total=cfg.steps):
         idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
         crops = multi_crop(images[idx].to(device), cfg, gen)  # augment on the device; random draws stay on the CPU
         masks = [random_patch_masks(cfg.batch_size, patches, cfg, gen).to(device) if cfg.ibot_weight else None
@@ -293,7 +306,31 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
         _ema(teacher, student, t_heads, s_heads, 1 - (1 - cfg.momentum) * (math.cos(math.pi * step / cfg.steps) + 1) / 2)
         if step % log_every == 0 or step == cfg.steps - 1:
             log.append({"step": step, "loss": loss.detach().item()} | {k: v.detach().item() for k, v in parts.items()})
+        if state_path is not None and ((step + 1) % save_every == 0 or step == cfg.steps - 1):
+            save_atomic({"kind": "wmplan-dino-state", "signature": signature, "step": step + 1, "log": log,
+                         "generator": gen.get_state()} | {k: m.state_dict() for k, m in modules.items()}, state_path)
     return teacher.freeze(), log
+
+
+def _resume_pretraining(path: Path, modules: dict, gen: torch.Generator, signature: dict) -> tuple[int, list]:
+    """Load a state file written by `pretrain_dino` into `modules`; returns (next step, log). No file: (0, [])."""
+    if not path.is_file():
+        return 0, []
+    state = load_checkpoint(path, kind="wmplan-dino-state")
+    if _plain(state["signature"]) != _plain(signature):
+        raise CheckpointError(f"{path} holds a pretraining run with another configuration, seed or frame count; "
+                              "delete it or write the encoder elsewhere")
+    for name, module in modules.items():
+        module.load_state_dict(state[name])
+    gen.set_state(state["generator"])
+    return int(state["step"]), list(state["log"])
+
+
+def _plain(obj):
+    """Tuples as lists, as a checkpoint round trip returns them."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return [_plain(v) for v in obj] if isinstance(obj, (tuple, list)) else obj
 
 
 def _set_lr(opt, step: int, cfg: DinoConfig) -> None:
