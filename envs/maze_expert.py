@@ -33,24 +33,28 @@ class MazeExpert:
 
     Action: `a = clip(p_gain * (w - x) - d_gain * v, -1, 1)` toward waypoint `w` (D4RL's
     WaypointController gains 10 and 1). For data collection, episodes are cut into segments of
-    `segment_steps`; each segment is random (uniform actions) with probability `random_frac`, else
-    the expert plus Gaussian noise of std `noise`.
+    `segment_steps`; each segment is random (uniform actions) with probability `random_frac`,
+    "direct" with probability `direct_frac` (the same controller aimed straight at the goal through
+    the walls, as a wall-blind planner would drive: the data then shows the agent stopped by them),
+    else the expert; expert and direct segments add Gaussian noise of std `noise`.
 
     Args:
         env: a `MazeEnv`; the expert reads `env.get_state()`, `env.goal_state` and `env.layout`.
         noise: std of the Gaussian action noise in expert segments; 0 gives the clean expert.
         random_frac: probability that a segment is random; default 0.5 if `noise > 0`, else 0.
+        direct_frac: probability that a segment steers straight at the goal, ignoring walls.
         segment_steps: length of a segment in env steps.
         seed: seed of the expert's own generator (noise and segment draws).
     """
 
     def __init__(self, env, noise: float = 0.3, random_frac: float | None = None, segment_steps: int = 100,
-                 seed: int = 0, p_gain: float = 10.0, d_gain: float = 1.0):
+                 seed: int = 0, p_gain: float = 10.0, d_gain: float = 1.0, direct_frac: float = 0.0):
         if noise < 0 or segment_steps < 1:
             raise ValueError("noise must be >= 0 and segment_steps >= 1")
         self.random_frac = (0.5 if noise > 0 else 0.0) if random_frac is None else float(random_frac)
-        if not 0 <= self.random_frac <= 1:
-            raise ValueError(f"random_frac must be in [0, 1], got {random_frac}")
+        self.direct_frac = float(direct_frac)
+        if not (0 <= self.random_frac and 0 <= self.direct_frac and self.random_frac + self.direct_frac <= 1):
+            raise ValueError(f"random_frac and direct_frac must be >= 0 with sum <= 1, got {random_frac}, {direct_frac}")
         self.env, self.noise, self.segment_steps = env, float(noise), int(segment_steps)
         self.p_gain, self.d_gain = p_gain, d_gain
         self.rng = np.random.default_rng(seed)
@@ -61,7 +65,7 @@ class MazeExpert:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self._t = 0
-        self._random_segment = False
+        self._random_segment = self._direct_segment = False
 
     def waypoint(self, pos: np.ndarray, goal_pos: np.ndarray) -> np.ndarray:
         """The point the controller steers to from `pos` toward `goal_pos`."""
@@ -73,19 +77,22 @@ class MazeExpert:
         path = path_from(layout.cell_of(pos), self._dist_cache[key])
         return straight_run_target(layout, path, goal_pos) if path else goal_pos
 
-    def clean_action(self) -> np.ndarray:
+    def clean_action(self, direct: bool = False) -> np.ndarray:
+        """The controller toward the next waypoint (or straight toward the goal if `direct`)."""
         state, goal = self.env.get_state(), self.env.goal_state
         pos, vel = state[0:2], state[2:4]
-        target = self.waypoint(pos, goal[0:2])
+        target = goal[0:2] if direct else self.waypoint(pos, goal[0:2])
         return np.clip(self.p_gain * (target - pos) - self.d_gain * vel, -1.0, 1.0)
 
     def act(self) -> np.ndarray:
         if self._t % self.segment_steps == 0:
-            self._random_segment = bool(self.rng.random() < self.random_frac)
+            draw = self.rng.random()  # one draw per segment, so direct_frac=0 keeps the old sequences
+            self._random_segment = bool(draw < self.random_frac)
+            self._direct_segment = bool(self.random_frac <= draw < self.random_frac + self.direct_frac)
         self._t += 1
         if self._random_segment:
             return self.rng.uniform(-1.0, 1.0, 2).astype(np.float32)
-        action = self.clean_action()
+        action = self.clean_action(direct=self._direct_segment)
         if self.noise > 0:
             action = action + self.rng.normal(0.0, self.noise, 2)
         return np.clip(action, -1.0, 1.0).astype(np.float32)

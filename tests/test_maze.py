@@ -176,6 +176,19 @@ def test_noisy_expert_mixes_random_segments(env):
     assert 0 < np.mean(modes) < 1
 
 
+def test_direct_segments_drive_into_the_inner_wall(env):
+    # Start on the top arm, goal below it across the U's inner wall: aiming straight at the goal
+    # the agent ends pressed against the wall, the contact a wall-blind planner never sees in data.
+    env.reset(seed=0, options={"start_pos": (1.0, 3.0), "goal_pos": (1.0, 1.0)})
+    expert = MazeExpert(env, noise=0.0, random_frac=0.0, direct_frac=1.0, segment_steps=10)
+    for _ in range(40):
+        _, _, _, _, info = env.step(expert.act())
+        assert expert._direct_segment and not expert._random_segment
+    assert info["wall_contact"] and info["agent_pos"][1] > 2.5
+    with pytest.raises(ValueError):
+        MazeExpert(env, random_frac=0.6, direct_frac=0.5)
+
+
 def test_resampling_mode_draws_seeded_training_layouts():
     env = MazeEnv(layout="random", layout_seed=None)
     seeds = []
