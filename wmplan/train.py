@@ -45,6 +45,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm
     rollout_steps: int = 0  # k extra autoregressive steps in the loss (0: teacher forcing only)
     rollout_weight: float = 0.5  # weight of the rollout loss
+    proprio_weight: float = 1.0  # loss weight of each proprio feature relative to a visual one (1: plain MSE over D)
     val_fraction: float = 0.1  # episodes held out for validation and probe R²
     val_every: int = 500  # steps between validations
     val_windows: int = 512  # validation windows (a fixed subset)
@@ -57,6 +58,8 @@ class TrainConfig:
             raise ValueError("steps, batch_size, val_every, ckpt_every and val_windows must be >= 1")
         if self.rollout_steps < 0 or not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("rollout_steps must be >= 0 and val_fraction in [0, 1)")
+        if not self.proprio_weight > 0:
+            raise ValueError(f"proprio_weight must be > 0, got {self.proprio_weight}")
 
 
 def default_probe_targets(env: str, state_names) -> tuple[str, ...]:
@@ -104,6 +107,18 @@ def _batch(z_eps, actions, windows, n_frames: int, frameskip: int, device):
     return torch.stack(zs).to(device), torch.stack(acts).to(device)
 
 
+def latent_mse(pred: torch.Tensor, target: torch.Tensor, visual_dim: int, proprio_weight: float = 1.0) -> torch.Tensor:
+    """MSE over `[..., D]` latents with the proprio features (those after `visual_dim`) weighted.
+
+    The proprio is 4 of D = 132 features on the maze, so plain MSE gives the agent's own state
+    (what a planner's energy and guardrails read) 3% of the loss; `proprio_weight` > 1 raises it.
+    """
+    if proprio_weight == 1.0:
+        return F.mse_loss(pred, target)
+    sq = (pred - target).square()  # [..., D]
+    return (sq[..., :visual_dim].sum(-1) + proprio_weight * sq[..., visual_dim:].sum(-1)).mean() / pred.shape[-1]
+
+
 def window_loss(wm: WorldModel, z: torch.Tensor, a: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
     """Teacher-forced MSE on every history frame, plus the k-step rollout MSE.
 
@@ -111,13 +126,14 @@ def window_loss(wm: WorldModel, z: torch.Tensor, a: torch.Tensor, cfg: TrainConf
         z: `[B, h + max(k, 1), N, D]`; a: `[B, h + max(k, 1) - 1, A_fs]`.
     """
     h, k = wm.history, cfg.rollout_steps
+    mse = lambda p, t: latent_mse(p, t, wm.visual_dim, cfg.proprio_weight)  # noqa: E731
     pred = wm.predictor(z[:, :h], a[:, :h])  # [B, h, N, D]: frame i predicts frame i+1
-    tf = F.mse_loss(pred, z[:, 1 : h + 1])
+    tf = mse(pred, z[:, 1 : h + 1])
     parts = {"teacher_forced": tf.item()}
     if not k:
         return tf, parts
     roll = wm.rollout(z[:, :h], a[:, h - 1 : h - 1 + k], a[:, : h - 1])  # [B, k, N, D]
-    ro = F.mse_loss(roll, z[:, h : h + k])
+    ro = mse(roll, z[:, h : h + k])
     parts["rollout"] = ro.item()
     return tf + cfg.rollout_weight * ro, parts
 

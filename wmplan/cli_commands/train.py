@@ -25,6 +25,8 @@ def add_arguments(p):
     p.add_argument("--frameskip", type=int, default=None, help="override the preset's frameskip")
     p.add_argument("--conditioning", choices=["concat", "adaln"], default=None, help="override action conditioning")
     p.add_argument("--rollout-steps", type=int, default=1, help="k-step rollout loss (0: teacher forcing only)")
+    p.add_argument("--proprio-loss-weight", type=float, default=1.0,
+                   help="loss weight of each proprio feature relative to a visual one (1: plain MSE)")
     p.add_argument("--val-every", type=int, default=500, help="steps between validations and checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -50,6 +52,7 @@ def run(args) -> int:
         raise ValueError(f"{args.data} was collected in {dataset.meta.get('env')!r}, not {args.env!r}")
     encoder = load_encoder(args.encoder, device=args.device)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, rollout_steps=args.rollout_steps,
+                         proprio_weight=args.proprio_loss_weight,
                          val_every=args.val_every, ckpt_every=args.val_every, warmup_steps=min(200, args.steps // 10 + 1))
     metrics = train_world_model(dataset, encoder, args.out, args.env, predictor_config(args), config, seed=args.seed,
                                 device=args.device, progress=not args.quiet)
