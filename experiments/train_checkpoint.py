@@ -23,8 +23,12 @@ sys.path.insert(0, str(HERE.parent))  # run as a script from a checkout, install
 # Per-environment recipe: collection, encoder pretraining and world-model training arguments.
 RECIPES = {
     "pusht": {"collect": ["--episodes", "1000"], "pretrain": ["--steps", "2000"], "train": ["--steps", "12000", "--val-every", "1000"]},
-    "maze": {"collect": ["--episodes", "600", "--env-kwargs", '{"layout": "umaze"}'], "pretrain": ["--steps", "1000"],
-             "train": ["--steps", "6000", "--val-every", "1000"]},
+    # maze: a third of the 25-step segments steer straight at the goal through the walls (wall contacts
+    # at full throttle, what a planner tries), and the loss weights the proprio up (issue 7).
+    "maze": {"collect": ["--episodes", "1000", "--env-kwargs", '{"layout": "umaze"}', "--policy-kwargs",
+                         '{"noise": 0.3, "random_frac": 0.3, "direct_frac": 0.3, "segment_steps": 25}'],
+             "pretrain": ["--steps", "1000"],
+             "train": ["--steps", "6000", "--val-every", "1000", "--rollout-steps", "3", "--proprio-loss-weight", "16"]},
     "chips": {"collect": ["--episodes", "80", "--steps", "20"], "pretrain": ["--steps", "800"],
               "train": ["--steps", "3000", "--val-every", "1000"]},
 }
@@ -76,6 +80,8 @@ def main(argv=None) -> int:
           "--out", str(work), "--device", args.device, "--quiet", *train], log)
     out.mkdir(parents=True, exist_ok=True)
     (out / "world_model.pt").write_bytes((work / "world_model.pt").read_bytes())
+    if (work / "metrics.json").is_file():  # the training log (losses, validation, probe R²) beside it
+        (out / "train_metrics.json").write_bytes((work / "metrics.json").read_bytes())
     from wmplan.results import hardware
 
     metrics = json.loads((work / "metrics.json").read_text()) if (work / "metrics.json").is_file() else {}
