@@ -10,7 +10,9 @@
    (each step = frameskip env steps) from the real history and actions: block position error (mm)
    and angle error (deg), medians over held-out windows.
 
-Writes experiments/results/pusht_world_model.json (a benchmark, not a test).
+Writes experiments/results/pusht_world_model.json (a benchmark, not a test). With `--encoder FILE`
+(an encoder from `wmplan pretrain-encoder`, e.g. a CPU trial) only part 1 runs, on that encoder, and
+the result goes to experiments/results/pusht_encoder_probe.json.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 
 from wmplan.data import EpisodeDataset, gather_window, window_index
-from wmplan.encoders import ViTEncoder
+from wmplan.encoders import ViTEncoder, load_encoder
 from wmplan.probe import ProbeConfig, fit_probe, state_targets
 from wmplan.world_model import WorldModel
 
@@ -102,26 +104,42 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
             for h in horizons}
 
 
+def _encoder_meta(path) -> dict:
+    """How an encoder file was pretrained (its recorded config, steps and last losses), when it says."""
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    meta = {k: obj[k] for k in ("dino_config", "dataset") if k in obj}
+    if obj.get("dino_log"):
+        meta["last_log"] = obj["dino_log"][-1]
+    return meta
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--checkpoint", default="experiments/checkpoints/pusht/world_model.pt")
-    p.add_argument("--out", default="experiments/results/pusht_world_model.json")
+    p.add_argument("--encoder", default=None, help="probe this encoder file only (no world model)")
+    p.add_argument("--out", default=None,
+                   help="JSON output (default experiments/results/pusht_world_model.json, with --encoder pusht_encoder_probe.json)")
     p.add_argument("--frames-per-episode", type=int, default=20)
     args = p.parse_args(argv)
     start = time.perf_counter()
-    ds, wm = EpisodeDataset(args.data), WorldModel.load(args.checkpoint)
+    ds = EpisodeDataset(args.data)
+    wm = None if args.encoder else WorldModel.load(args.checkpoint)
+    encoder = load_encoder(args.encoder) if args.encoder else wm.encoder
     train_ids, val_ids = ds.split(0.1, seed=0)
     rng = np.random.default_rng(0)
     train, val = _frames(ds, train_ids[:300], args.frames_per_episode, rng), _frames(ds, val_ids, args.frames_per_episode, rng)
-    random_vit = ViTEncoder(wm.encoder.config, seed=123).freeze()
-    result = {
-        "encoder_probe_r2": {"pretrained": probe_r2(wm.encoder, train, val, TARGETS),
-                             "random_init": probe_r2(random_vit, train, val, TARGETS),
-                             "train_frames": len(train[0]), "val_frames": len(val[0])},
-        "prediction": prediction_errors(wm, ds, val_ids),
-        "checkpoint": args.checkpoint, "seconds": round(time.perf_counter() - start, 1),
-    }
+    random_vit = ViTEncoder(encoder.config, seed=123).freeze()
+    result = {"encoder_probe_r2": {"pretrained": probe_r2(encoder, train, val, TARGETS),
+                                   "random_init": probe_r2(random_vit, train, val, TARGETS),
+                                   "train_frames": len(train[0]), "val_frames": len(val[0])}}
+    if args.encoder:
+        result |= {"encoder": args.encoder, "encoder_meta": _encoder_meta(args.encoder)}
+    else:
+        result |= {"prediction": prediction_errors(wm, ds, val_ids), "checkpoint": args.checkpoint}
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    default = "pusht_encoder_probe.json" if args.encoder else "pusht_world_model.json"
+    args.out = args.out or f"experiments/results/{default}"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
