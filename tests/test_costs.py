@@ -49,6 +49,17 @@ def test_position_guardrails_read_the_readout():
         KeepOut().amount(CostContext(torch.zeros(1, 1, 3, 2), z_pred))
 
 
+def test_swept_keep_out_sees_a_path_that_jumps_over_the_disc():
+    # both predicted points lie 0.3 from the centre, but the straight step between them passes through it
+    z_pred = torch.tensor([[-0.3, 0.0], [0.3, 0.0]]).reshape(1, 1, 2, 1, 2)
+    c = ctx(torch.zeros(1, 1, 2, 2), z_pred)
+    assert KeepOut(centers=[[0.0, 0.0]], radii=0.1, swept=False).amount(c).item() == 0
+    assert KeepOut(centers=[[0.0, 0.0]], radii=0.1).amount(c).item() == pytest.approx(0.1)
+    # the path starts at the current position z_now: the first step (from (0, -0.3)) cuts the disc too
+    c = CostContext(torch.zeros(1, 1, 2, 2), z_pred, readout=lambda z: z[..., 0, :], z_now=torch.tensor([[[0.0, -0.3]]]))
+    assert KeepOut(centers=[[0.0, 0.0]], radii=0.25).amount(c).item() == pytest.approx((0.25 - 0.3 / 2**0.5) + 0.25)
+
+
 def test_data_support_on_actions_and_latents():
     c = ctx([[[[4.0, 0.0], [0.0, -5.0]]]], torch.full((1, 1, 2, 3, 2), 10.0))
     assert DataSupport(mean=0.0, std=1.0, max_z=3.0).amount(c).item() == pytest.approx((1 + 0) / 2 + (0 + 2) / 2)

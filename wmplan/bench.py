@@ -36,6 +36,7 @@ class BenchSpec:
     planners: dict = field(default_factory=dict)  # planner name -> setting overrides for this env
     metric_keys: tuple = ()  # info keys averaged in the table
     keep_out: KeepOutRegion | None = None  # guardrail region (agent position, env units)
+    keep_out_margin: float = 0.1  # the planner's clearance beyond the region's radius, as a fraction of it
     env_kwargs: dict = field(default_factory=dict)  # passed to envs.make
     goal_steps: str = "all"  # goal energy on every predicted step ("all") or the last one ("last")
     proprio_weight: float = 0.1  # weight of the proprio part of the goal energy (visual part: 1)
@@ -68,7 +69,7 @@ def _costs(spec: BenchSpec, wm, guardrail: bool):
             raise ValueError("the keep-out guardrail needs a checkpoint with a probe (train it with `wmplan train`)")
         readout = probe_readout(wm.probe, ("agent_x", "agent_y"))
         region = spec.keep_out
-        terms.append(KeepOut(centers=((region.x, region.y),), radii=region.radius, margin=0.1 * region.radius, mode="constraint"))
+        terms.append(KeepOut(centers=((region.x, region.y),), radii=region.radius, margin=spec.keep_out_margin * region.radius, mode="constraint"))
     return terms, readout
 
 
@@ -119,13 +120,15 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     fingerprint = _fingerprint(spec.env, planner, settings, hashlib.sha1(ckpt.read_bytes()).hexdigest(), guardrail,
                                spec.goal_steps, spec.proprio_weight,
                                {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("episodes", "videos")},
-                               dataclasses.asdict(spec.mpc))  # the episode count may grow on resume
+                               dataclasses.asdict(spec.mpc),  # the episode count may grow on resume
+                               *([spec.keep_out_margin] if guardrail else []))
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
     row = {"env": spec.env, "planner": planner + (" + keep-out" if guardrail else ""),
            **summarize(records, spec.metric_keys)}
     summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},
                "planner_settings": settings, "checkpoint": str(ckpt), "guardrail": guardrail,
+               **({"keep_out_margin": spec.keep_out_margin} if guardrail else {}),
                "protocol": f"{cfg.episodes} seeded episodes, {cfg.budget} env steps each, goals: {cfg.goal_source}"
                            + (f" k={cfg.goal_offset}" if cfg.goal_source != "env" else "")
                            + "; success judged by the simulator at the end of the budget",

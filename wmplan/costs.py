@@ -39,6 +39,7 @@ class CostContext:
     z_goal: Optional[torch.Tensor] = None  # [B, P, D] goal latents
     prev_action: Optional[torch.Tensor] = None  # [B, A_env] last executed env action (rate limits)
     readout: Optional[Callable] = None  # z_pred -> [B, N, H, 2] agent position
+    z_now: Optional[torch.Tensor] = None  # [B, P, D] latest real latent: where the predicted path starts
     cache: dict = field(default_factory=dict)
 
     def positions(self, readout: Optional[Callable] = None) -> torch.Tensor:
@@ -49,6 +50,21 @@ class CostContext:
         key = ("positions", id(readout))
         if key not in self.cache:
             self.cache[key] = readout(self.z_pred)
+        return self.cache[key]
+
+    def path(self, readout: Optional[Callable] = None) -> torch.Tensor:
+        """The agent's path ``[B, N, H + 1, 2]``: its current position, then the predicted ones.
+
+        Without `z_now` (a context built outside the MPC loop) the path is the predicted positions.
+        """
+        pos = self.positions(readout)  # [B, N, H, 2]
+        if self.z_now is None:
+            return pos
+        readout = readout or self.readout
+        key = ("path", id(readout))
+        if key not in self.cache:
+            now = readout(self.z_now[:, None, None].to(pos))  # [B, 1, 1, 2]
+            self.cache[key] = torch.cat([now.expand(*pos.shape[:2], 1, 2), pos], dim=2)
         return self.cache[key]
 
 
@@ -204,7 +220,12 @@ class ActionRate(CostTerm):
 
 
 class KeepOut(CostTerm):
-    """Keep-out discs for the agent's predicted position: summed penetration depth over steps.
+    """Keep-out discs for the agent's predicted path: summed penetration depth.
+
+    A planned step spans `frameskip` env steps, so with ``swept=True`` (default) the depth is taken
+    on each straight segment between consecutive positions of the path (the current position, then
+    the predicted ones): a plan whose points lie outside a disc but whose path cuts through it
+    violates. With ``swept=False`` only the predicted points count.
 
     Args:
         centers: ``[K, 2]`` disc centres; radii: ``[K]`` (or one float); margin: extra clearance.
@@ -212,16 +233,31 @@ class KeepOut(CostTerm):
     """
 
     def __init__(self, name="keep_out", weight=1.0, mode="constraint", centers=((0.0, 0.0),), radii=0.1,
-                 margin: float = 0.0, readout: Optional[Callable] = None):
+                 margin: float = 0.0, readout: Optional[Callable] = None, swept: bool = True):
         super().__init__(name, weight, mode)
         self.centers = torch.as_tensor(centers, dtype=torch.float32).reshape(-1, 2)
         self.radii = torch.as_tensor(radii, dtype=torch.float32).expand(self.centers.shape[0]).clone()
-        self.margin, self.readout = margin, readout
+        self.margin, self.readout, self.swept = margin, readout, swept
 
     def amount(self, ctx):
-        pos = ctx.positions(self.readout)  # [B, N, H, 2]
-        dist = (pos[..., None, :] - self.centers.to(pos)).norm(dim=-1)  # [B, N, H, K]
-        return (self.radii.to(pos) + self.margin - dist).clamp_min(0).sum((-1, -2))
+        c = self.centers.to(ctx.actions)  # [K, 2]
+        if self.swept:
+            dist = _segment_distance(ctx.path(self.readout), c)  # [B, N, H', K]
+        else:
+            dist = (ctx.positions(self.readout)[..., None, :] - c).norm(dim=-1)  # [B, N, H, K]
+        return (self.radii.to(dist) + self.margin - dist).clamp_min(0).sum((-1, -2))
+
+
+def _segment_distance(path: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Distance from each point ``[K, 2]`` to each segment of `path` ``[..., L, 2]``: ``[..., L-1, K]``.
+
+    A one-point path gives the distances to that point ``[..., 1, K]``.
+    """
+    if path.shape[-2] == 1:
+        return (path[..., None, :] - points).norm(dim=-1)
+    p0, d = path[..., :-1, None, :], (path[..., 1:, :] - path[..., :-1, :])[..., None, :]  # [..., L-1, 1, 2]
+    t = (((points - p0) * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-12)).clamp(0, 1)  # [..., L-1, K]
+    return (p0 + t[..., None] * d - points).norm(dim=-1)
 
 
 class Workspace(CostTerm):

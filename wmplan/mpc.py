@@ -98,7 +98,8 @@ class LatentObjective:
         return z_pred.reshape(B, N, H, *z_pred.shape[-2:])
 
     def context(self, actions: torch.Tensor) -> CostContext:
-        return CostContext(actions, self.rollout(actions), self.z_goal, self.prev_action, self.readout)
+        return CostContext(actions, self.rollout(actions), self.z_goal, self.prev_action, self.readout,
+                           z_now=self.z_hist[:, -1])
 
     def __call__(self, actions: torch.Tensor) -> CostOutput:
         return self.costs(self.context(actions))
