@@ -39,6 +39,10 @@ def test_bench_cli_writes_results_and_resumes(tmp_path, tiny_pusht_checkpoint, c
     assert main([*args[:6], "3", *args[7:]]) == 0
     lines = (out / "episodes.jsonl").read_text().splitlines()
     assert lines[:2] == log and len(lines) == 3
+    # other settings in the same folder: the old episodes are set aside, not reused and not lost
+    assert main([*args[:6], "1", *args[7:], "--guardrail"]) == 0
+    assert (out / "episodes.superseded.jsonl").read_text().splitlines() == lines
+    assert len((out / "episodes.jsonl").read_text().splitlines()) == 1
 
 
 def test_bench_with_keep_out_guardrail_reports_violations(tmp_path, tiny_pusht_checkpoint):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,18 +176,44 @@ def _load_done(path: Path, fingerprint: str) -> dict[int, dict]:
     return done
 
 
+def _set_aside_other_runs(path: Path, fingerprint: str) -> None:
+    """Move records of other settings from `path` to ``episodes.superseded.jsonl`` beside it.
+
+    The log then holds only this run's episodes; nothing is deleted (the move appends first, then
+    atomically rewrites the log).
+    """
+    if not path.is_file():
+        return
+    keep, other = [], []
+    for line in path.read_text().splitlines():
+        try:
+            ours = json.loads(line).get("fingerprint") == fingerprint
+        except json.JSONDecodeError:
+            ours = False  # a line cut by an interruption
+        (keep if ours else other).append(line)
+    if not other:
+        return
+    with open(path.with_name("episodes.superseded.jsonl"), "a") as f:
+        f.write("".join(line + "\n" for line in other))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
 def evaluate(env, agent, tasks: list[Task], cfg: EvalConfig, out_dir=None, fingerprint: str = "",
              progress: bool = True, on_video=None) -> list[dict]:
     """Run every task; with `out_dir`, append each record to `episodes.jsonl` and skip finished ones.
 
     Args:
         fingerprint: identifies the run settings (env, planner, checkpoint, protocol); records with
-            another fingerprint in the same file are not reused.
+            another fingerprint in the same file are not reused but moved to ``episodes.superseded.jsonl``.
         on_video: callback(index, frames) for the first `cfg.videos` episodes.
     """
     from tqdm import tqdm
 
     log = Path(out_dir) / "episodes.jsonl" if out_dir is not None else None
+    if log:
+        _set_aside_other_runs(log, fingerprint)
     done = _load_done(log, fingerprint) if log else {}
     records = []
     for task in tqdm(tasks, desc="episodes", unit="ep", disable=not progress):
