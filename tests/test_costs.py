@@ -58,6 +58,13 @@ def test_swept_keep_out_sees_a_path_that_jumps_over_the_disc():
     # the path starts at the current position z_now: the first step (from (0, -0.3)) cuts the disc too
     c = CostContext(torch.zeros(1, 1, 2, 2), z_pred, readout=lambda z: z[..., 0, :], z_now=torch.tensor([[[0.0, -0.3]]]))
     assert KeepOut(centers=[[0.0, 0.0]], radii=0.25).amount(c).item() == pytest.approx((0.25 - 0.3 / 2**0.5) + 0.25)
+    # starting inside the disc: leaving costs nothing, going deeper costs the extra depth
+    leave = CostContext(torch.zeros(1, 1, 1, 2), torch.tensor([[0.5, 0.0]]).reshape(1, 1, 1, 1, 2),
+                        readout=lambda z: z[..., 0, :], z_now=torch.tensor([[[0.1, 0.0]]]))
+    assert KeepOut(centers=[[0.0, 0.0]], radii=0.25).amount(leave).item() == 0
+    deeper = CostContext(torch.zeros(1, 1, 1, 2), torch.tensor([[-0.5, 0.0]]).reshape(1, 1, 1, 1, 2),
+                         readout=lambda z: z[..., 0, :], z_now=torch.tensor([[[0.1, 0.0]]]))
+    assert KeepOut(centers=[[0.0, 0.0]], radii=0.25).amount(deeper).item() == pytest.approx(0.25 - 0.15)
 
 
 def test_data_support_on_actions_and_latents():

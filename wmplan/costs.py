@@ -225,7 +225,8 @@ class KeepOut(CostTerm):
     A planned step spans `frameskip` env steps, so with ``swept=True`` (default) the depth is taken
     on each straight segment between consecutive positions of the path (the current position, then
     the predicted ones): a plan whose points lie outside a disc but whose path cuts through it
-    violates. With ``swept=False`` only the predicted points count.
+    violates. With ``swept=False`` only the predicted points count. A path that starts inside a disc
+    is charged only for going deeper than the agent already is, so leaving is always feasible.
 
     Args:
         centers: ``[K, 2]`` disc centres; radii: ``[K]`` (or one float); margin: extra clearance.
@@ -240,12 +241,18 @@ class KeepOut(CostTerm):
         self.margin, self.readout, self.swept = margin, readout, swept
 
     def amount(self, ctx):
-        c = self.centers.to(ctx.actions)  # [K, 2]
-        if self.swept:
-            dist = _segment_distance(ctx.path(self.readout), c)  # [B, N, H', K]
-        else:
+        c, reach = self.centers.to(ctx.actions), self.radii.to(ctx.actions) + self.margin  # [K, 2], [K]
+        if not self.swept:
             dist = (ctx.positions(self.readout)[..., None, :] - c).norm(dim=-1)  # [B, N, H, K]
-        return (self.radii.to(dist) + self.margin - dist).clamp_min(0).sum((-1, -2))
+            return (reach - dist).clamp_min(0).sum((-1, -2))
+        path = ctx.path(self.readout)  # [B, N, H + 1, 2] from the current position (H without z_now)
+        depth = (reach - _segment_distance(path, c)).clamp_min(0)  # [B, N, H', K]
+        if ctx.z_now is not None and path.shape[-2] > 1:
+            # where the agent already is is no plan's fault: the first segment counts only the depth
+            # beyond the current one, so every way out of a disc the agent is in is feasible
+            now = (reach - (path[..., :1, :][..., None, :] - c).norm(dim=-1)).clamp_min(0)  # [B, N, 1, K]
+            depth = torch.cat([(depth[..., :1, :] - now).clamp_min(0), depth[..., 1:, :]], dim=-2)
+        return depth.sum((-1, -2))
 
 
 def _segment_distance(path: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
