@@ -35,13 +35,17 @@ def test_bench_cli_writes_results_and_resumes(tmp_path, tiny_pusht_checkpoint, c
     assert (out / "episodes.csv").read_text().count("\n") == 3
     assert list((out / "videos").glob("*.gif"))
     log = (out / "episodes.jsonl").read_text().splitlines()
-    # resume: a third episode is added, the first two are not redone
+    # an interruption cut the next record mid-line; resume: a third episode is added, the first two
+    # are not redone, and the cut line is set aside instead of fusing with the next record
+    with open(out / "episodes.jsonl", "a") as f:
+        f.write('{"index": 2, "succ')
     assert main([*args[:6], "3", *args[7:]]) == 0
     lines = (out / "episodes.jsonl").read_text().splitlines()
-    assert lines[:2] == log and len(lines) == 3
+    assert lines[:2] == log and len(lines) == 3 and all(json.loads(line)["index"] == i for i, line in enumerate(lines))
+    assert (out / "episodes.superseded.jsonl").read_text() == '{"index": 2, "succ\n'
     # other settings in the same folder: the old episodes are set aside, not reused and not lost
     assert main([*args[:6], "1", *args[7:], "--guardrail"]) == 0
-    assert (out / "episodes.superseded.jsonl").read_text().splitlines() == lines
+    assert (out / "episodes.superseded.jsonl").read_text().splitlines()[1:] == lines
     assert len((out / "episodes.jsonl").read_text().splitlines()) == 1
 
 

@@ -164,40 +164,32 @@ def _jsonable(v):
 
 
 def _load_done(path: Path, fingerprint: str) -> dict[int, dict]:
-    done = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by an interruption is redone
-            if rec.get("fingerprint") == fingerprint:
-                done[rec["index"]] = rec
-    return done
+    """This run's finished episodes in the log at `path`, by index.
 
-
-def _set_aside_other_runs(path: Path, fingerprint: str) -> None:
-    """Move records of other settings from `path` to ``episodes.superseded.jsonl`` beside it.
-
-    The log then holds only this run's episodes; nothing is deleted (the move appends first, then
-    atomically rewrites the log).
+    Lines of other settings (and lines cut by an interruption, which are redone) move to
+    ``episodes.superseded.jsonl`` beside it, so the log holds one run; nothing is deleted (the move
+    appends first, then atomically rewrites the log).
     """
     if not path.is_file():
-        return
-    keep, other = [], []
+        return {}
+    done, keep, other = {}, [], []
     for line in path.read_text().splitlines():
         try:
-            ours = json.loads(line).get("fingerprint") == fingerprint
+            rec = json.loads(line)
         except json.JSONDecodeError:
-            ours = False  # a line cut by an interruption
-        (keep if ours else other).append(line)
-    if not other:
-        return
-    with open(path.with_name("episodes.superseded.jsonl"), "a") as f:
-        f.write("".join(line + "\n" for line in other))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+            rec = {}
+        if rec.get("fingerprint") == fingerprint:
+            done[rec["index"]] = rec
+            keep.append(line)
+        else:
+            other.append(line)
+    if other:
+        with open(path.with_name("episodes.superseded.jsonl"), "a") as f:
+            f.write("".join(line + "\n" for line in other))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
+    return done
 
 
 def evaluate(env, agent, tasks: list[Task], cfg: EvalConfig, out_dir=None, fingerprint: str = "",
@@ -212,8 +204,6 @@ def evaluate(env, agent, tasks: list[Task], cfg: EvalConfig, out_dir=None, finge
     from tqdm import tqdm
 
     log = Path(out_dir) / "episodes.jsonl" if out_dir is not None else None
-    if log:
-        _set_aside_other_runs(log, fingerprint)
     done = _load_done(log, fingerprint) if log else {}
     records = []
     for task in tqdm(tasks, desc="episodes", unit="ep", disable=not progress):
