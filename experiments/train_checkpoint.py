@@ -80,11 +80,13 @@ def main(argv=None) -> int:
           "--out", str(work), "--device", args.device, "--quiet", *train], log)
     out.mkdir(parents=True, exist_ok=True)
     (out / "world_model.pt").write_bytes((work / "world_model.pt").read_bytes())
+    metrics = {}
     if (work / "metrics.json").is_file():  # the training log (losses, validation, probe R²) beside it
-        (out / "train_metrics.json").write_bytes((work / "metrics.json").read_bytes())
+        text = (work / "metrics.json").read_text()
+        (out / "train_metrics.json").write_text(text)
+        metrics = json.loads(text)
     from wmplan.results import hardware
 
-    metrics = json.loads((work / "metrics.json").read_text()) if (work / "metrics.json").is_file() else {}
     reuse = f" --encoder {args.encoder}" if args.encoder else ""
     manifest = {"env": args.env, "steps": log, "encoder": args.encoder or "pretrained by the step above",
                 "encoder_origin": encoder_origin, "hardware": hardware() | {"device": args.device},
