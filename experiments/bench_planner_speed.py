@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import envs
-from wmplan.bench import build_agent, load_spec
+from wmplan.bench import build_agent, load_spec, planner_settings
 from wmplan.evaluate import make_tasks
 from wmplan.results import hardware
 from wmplan.world_model import WorldModel
@@ -29,8 +29,8 @@ GRADIENT = {"gd", "cem-gd"}
 TARGET_S = 0.25
 
 
-def measure(spec, wm, env, planner: str, tasks, replans: int) -> dict:
-    agent, settings = build_agent(spec, wm, planner, env.action_space)
+def measure(spec, wm, env, planner: str, tasks, replans: int, overrides: dict | None = None) -> dict:
+    agent, settings = build_agent(spec, wm, planner, env.action_space, **(overrides or {}))
     records = []
     for task in tasks:
         options = {k: v for k, v in (("init_state", task.init_state), ("goal_state", task.goal_state)) if v is not None}
@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--replans", type=int, default=20)
     p.add_argument("--planners", default="cem,icem,mppi,gd,cem-gd")
+    p.add_argument("--planner-settings", type=planner_settings, default={},
+                   help='JSON overrides of the env\'s planner settings for every planner listed, e.g. \'{"num_samples": 48}\'')
     p.add_argument("--out", default=None, help="result file (default experiments/results/<env>_planner_speed.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
     env = envs.make(spec.env, **spec.env_kwargs)
     wm = WorldModel.load(spec.checkpoint if Path(spec.checkpoint).is_absolute() else Path(__file__).parents[1] / spec.checkpoint)
     tasks = make_tasks(dataclasses.replace(spec.eval, episodes=2, seed=9000), env=env, env_name=spec.env)
-    rows = [measure(spec, wm, env, name, tasks, args.replans) for name in args.planners.split(",")]
+    rows = [measure(spec, wm, env, name, tasks, args.replans, args.planner_settings) for name in args.planners.split(",")]
     result = {"env": args.env, "flops_per_step": wm.predictor.flops_per_step(), "target_s": TARGET_S,
               "hardware": hardware(), "rows": rows}
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"{args.env}_planner_speed.json"

@@ -57,6 +57,23 @@ def test_bench_with_keep_out_guardrail_reports_violations(tmp_path, tiny_pusht_c
     assert row["planner"] == "cem + keep-out" and 0.0 <= row["keep_out_fraction"] <= 1.0
 
 
+def test_bench_planner_settings_override_the_budget_and_name_the_row(tmp_path, tiny_pusht_checkpoint, capsys):
+    out = tmp_path / "s"
+    args = ["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint),
+            "--out", str(out), "--quiet", "--planner-settings"]
+    assert main([*args, '{"num_samples": 32, "num_elites": 4}']) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["row"]["planner"] == "cem num_elites=4 num_samples=32"
+    assert summary["planner_settings"] == {"num_samples": 32, "num_elites": 4, "iterations": 6}
+    assert summary["row"]["predictor_calls_per_replan"] == 32 * 6 * 5
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # not JSON: argparse's usage error
+        main([*args, "{num_samples: 32}"])
+    assert "must be a JSON object" in capsys.readouterr().err
+    assert main([*args, '{"samples": 32}']) == 2  # JSON, but no such setting
+    assert "unknown cem planner setting(s) ['samples']" in capsys.readouterr().err
+
+
 def test_bench_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["bench", "--env", "nowhere", "--out", str(tmp_path)]) == 2
     assert "unknown environment 'nowhere'" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from wmplan.evaluate import EvalConfig, KeepOutRegion, evaluate, make_tasks
 from wmplan.mpc import MPCConfig
 from wmplan.results import hardware, markdown_table, summarize, write_results
 
-__all__ = ["BenchSpec", "load_spec", "build_agent", "run_bench", "REPO_ROOT"]
+__all__ = ["BenchSpec", "load_spec", "build_agent", "run_bench", "planner_settings", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +52,17 @@ def load_spec(env: str) -> BenchSpec:
     except ModuleNotFoundError as err:
         raise ValueError(f"no benchmark config for {name!r} (experiments/configs/{name}.py)") from err
     return module.BENCH
+
+
+def planner_settings(text: str) -> dict:
+    """Planner-setting overrides from a JSON object, e.g. ``'{"num_samples": 48}'`` (argparse ``type``)."""
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"planner settings must be a JSON object such as '{{\"num_samples\": 48}}': {err}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"planner settings must be a JSON object such as '{{\"num_samples\": 48}}', got {text!r}")
+    return settings
 
 
 def _costs(spec: BenchSpec, wm, guardrail: bool):
@@ -124,7 +135,8 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
                                *([spec.keep_out_margin] if guardrail else []))
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
-    row = {"env": spec.env, "planner": planner + (" + keep-out" if guardrail else ""),
+    label = planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + keep-out" if guardrail else "")
+    row = {"env": spec.env, "planner": label,
            **summarize(records, spec.metric_keys)}
     summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},
                "planner_settings": settings, "checkpoint": str(ckpt), "guardrail": guardrail,

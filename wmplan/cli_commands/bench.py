@@ -21,7 +21,20 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
     p.add_argument("--proprio-weight", type=float, default=None, help="override the spec's proprio goal weight")
     p.add_argument("--goal-steps", choices=["last", "all"], default=None, help="override the spec's goal steps")
+    p.add_argument("--planner-settings", type=_settings, default={},
+                   help='JSON overrides of the env\'s planner settings, e.g. \'{"num_samples": 48}\' (recorded in the results)')
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _settings(text: str) -> dict:
+    import argparse
+
+    from wmplan.bench import planner_settings
+
+    try:
+        return planner_settings(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def run(args) -> int:
@@ -36,7 +49,8 @@ def run(args) -> int:
     spec = dataclasses.replace(spec, **overrides)
     out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-keepout' if args.guardrail else ''}"
     summary = run_bench(spec, args.planner, out, episodes=args.episodes, checkpoint=args.checkpoint,
-                        guardrail=args.guardrail, device=args.device, progress=not args.quiet, seed=args.seed)
+                        guardrail=args.guardrail, device=args.device, progress=not args.quiet, seed=args.seed,
+                        **args.planner_settings)
     print_summary(summary)
     print(f"results: {out}/summary.json, {out}/episodes.csv; videos: {out}/videos/")
     return 0
