@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 import envs
-from wmplan.bench import build_agent, load_spec, planner_settings
+from wmplan.bench import build_agent, load_spec
+from wmplan.cli_commands.bench import planner_settings
 from wmplan.evaluate import make_tasks
 from wmplan.results import hardware
 from wmplan.world_model import WorldModel

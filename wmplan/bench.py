@@ -20,7 +20,7 @@ from wmplan.evaluate import EvalConfig, KeepOutRegion, evaluate, make_tasks
 from wmplan.mpc import MPCConfig
 from wmplan.results import hardware, markdown_table, summarize, write_results
 
-__all__ = ["BenchSpec", "load_spec", "build_agent", "run_bench", "planner_settings", "REPO_ROOT"]
+__all__ = ["BenchSpec", "load_spec", "build_agent", "run_bench", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,17 +52,6 @@ def load_spec(env: str) -> BenchSpec:
     except ModuleNotFoundError as err:
         raise ValueError(f"no benchmark config for {name!r} (experiments/configs/{name}.py)") from err
     return module.BENCH
-
-
-def planner_settings(text: str) -> dict:
-    """Planner-setting overrides from a JSON object, e.g. ``'{"num_samples": 48}'`` (argparse ``type``)."""
-    try:
-        settings = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"planner settings must be a JSON object such as '{{\"num_samples\": 48}}': {err}") from None
-    if not isinstance(settings, dict):
-        raise ValueError(f"planner settings must be a JSON object such as '{{\"num_samples\": 48}}', got {text!r}")
-    return settings
 
 
 def _costs(spec: BenchSpec, wm, guardrail: bool):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 
 NAME = "bench"
 HELP = "benchmark a planner on an environment with a trained checkpoint (JSON, CSV, table, videos)"
@@ -21,20 +23,21 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
     p.add_argument("--proprio-weight", type=float, default=None, help="override the spec's proprio goal weight")
     p.add_argument("--goal-steps", choices=["last", "all"], default=None, help="override the spec's goal steps")
-    p.add_argument("--planner-settings", type=_settings, default={},
+    p.add_argument("--planner-settings", type=planner_settings, default={},
                    help='JSON overrides of the env\'s planner settings, e.g. \'{"num_samples": 48}\' (recorded in the results)')
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _settings(text: str) -> dict:
-    import argparse
-
-    from wmplan.bench import planner_settings
-
+def planner_settings(text: str) -> dict:
+    """Planner-setting overrides from a JSON object, e.g. ``'{"num_samples": 48}'``; an argparse ``type``."""
+    hint = "planner settings must be a JSON object such as '{\"num_samples\": 48}'"
     try:
-        return planner_settings(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        settings = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{hint}: {err}") from None
+    if not isinstance(settings, dict):
+        raise argparse.ArgumentTypeError(f"{hint}, got {text!r}")
+    return settings
 
 
 def run(args) -> int:
