@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
               "held_out": held_out_errors(wm, data, val_ids, env.layout),
               "straight_at_goal": straight_at_goal(wm, env, range(args.seeds)),
               "seconds": round(time.perf_counter() - start, 1)}
-    print(json.dumps({k: v for k, v in result.items()}, indent=1))
+    print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
     return result

@@ -10,14 +10,11 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-1}
 RUNS=${*:-pusht:cem pusht:cem+keepout pusht:gd maze:cem maze:cem+keepout maze:gd chips:cem chips:gd pusht:icem pusht:mppi pusht:cem-gd maze:icem maze:mppi maze:cem-gd maze:mppi+keepout maze:icem-48}
 for run in $RUNS; do
-  env=${run%%:*} planner=${run#*:} name=${run#*:} settings='{}'
+  env=${run%%:*} name=${run#*:} settings='{}' guard=()
+  planner=${name%+keepout}
+  [ "$planner" = "$name" ] || guard=(--guardrail)
   if [ "$planner" = icem-48 ]; then planner=icem settings='{"num_samples": 48, "num_elites": 6}'; fi
-  if [ "${planner%+keepout}" != "$planner" ]; then
-    base=${planner%+keepout}
-    wmplan bench --env "$env" --planner "$base" --guardrail --threads "$THREADS" --quiet --out "experiments/results/bench/$env-$base-keepout"
-  else
-    wmplan bench --env "$env" --planner "$planner" --planner-settings "$settings" --threads "$THREADS" --quiet \
-      --out "experiments/results/bench/$env-$name"
-  fi
+  wmplan bench --env "$env" --planner "$planner" --planner-settings "$settings" "${guard[@]}" --threads "$THREADS" \
+    --quiet --out "experiments/results/bench/$env-${name/+keepout/-keepout}"
 done
 python experiments/make_results.py
