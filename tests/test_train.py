@@ -141,6 +141,14 @@ def test_cli_pretrain_then_train_end_to_end(dataset, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert out["tokens_per_frame"] == 4 and set(out["probe_r2"]) == {"agent_x", "agent_y"}
     WorldModel.load(tmp_path / "run" / "world_model.pt", env="toy", image_size=SIZE, action_dim=2)
+    graph_args = ["route-graph", "--data", str(dataset.root), "--checkpoint", str(tmp_path / "run" / "world_model.pt"),
+                  "--out", str(tmp_path / "graph.pt"), "--nodes", "12", "--stride", "2", "--quiet"]
+    assert main(graph_args) == 0 and "route graph: 12 nodes" in capsys.readouterr().out
+    from wmplan.route import RouteGraph
+
+    graph = RouteGraph.load(tmp_path / "graph.pt")
+    assert graph.nodes.shape == (12, 2) and graph.adjacency.any() and graph.meta["episodes"] == 6
+    assert main([*graph_args[:2], str(tmp_path / "nowhere"), *graph_args[3:]]) == 2  # missing dataset: one line
     assert main(["train", "--env", "pusht", *args[3:]]) == 2  # wrong env: one-line error
     assert "collected in 'toy'" in capsys.readouterr().err
     assert main([*args[:5], "--encoder", str(tmp_path / "nope.pt"), *args[7:]]) == 2
