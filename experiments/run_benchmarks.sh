@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Every benchmark behind experiments/RESULTS.md (resumable: re-run to continue), then the tables.
 #   bash experiments/run_benchmarks.sh [ENV:PLANNER ...]   # default: the list below, in this order
-# Each run writes experiments/results/bench/<env>-<planner>[-keepout]/{summary.json,episodes.csv,...}.
-# PLANNER "<planner>+keepout" (e.g. cem+keepout) adds the keep-out guardrail, on the same episodes as
-# the plain planner. PLANNER "icem-48" is iCEM with a smaller budget (48 samples, 6 elites): the
+# Each run writes experiments/results/bench/<env>-<planner>[-route][-keepout]/{summary.json,episodes.csv,...}.
+# PLANNER "<planner>[+route][+keepout]" (e.g. cem+route+keepout) adds the route energy and/or the
+# keep-out guardrail, on the same episodes as the plain planner. PLANNER "icem-48" is iCEM with a smaller budget (48 samples, 6 elites): the
 # speed point under the 0.25 s re-plan target (issue 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-1}
-RUNS=${*:-pusht:cem pusht:cem+keepout pusht:gd maze:cem maze:cem+keepout maze:gd chips:cem chips:gd pusht:icem pusht:mppi pusht:cem-gd maze:icem maze:mppi maze:cem-gd maze:mppi+keepout maze:icem-48}
+RUNS=${*:-pusht:cem pusht:cem+keepout pusht:gd maze:cem maze:cem+keepout maze:gd chips:cem chips:gd pusht:icem pusht:mppi pusht:cem-gd maze:icem maze:mppi maze:cem-gd maze:mppi+keepout maze:icem-48 maze:cem+route maze:gd+route maze:cem+route+keepout maze:mppi+route+keepout}
 for run in $RUNS; do
-  env=${run%%:*} name=${run#*:} settings='{}' guard=()
-  planner=${name%+keepout}
-  [ "$planner" = "$name" ] || guard=(--guardrail)
+  env=${run%%:*} name=${run#*:} settings='{}' flags=()
+  planner=${name%%+*}
+  [[ "$name" != *+route* ]] || flags+=(--route)
+  [[ "$name" != *+keepout* ]] || flags+=(--guardrail)
   if [ "$planner" = icem-48 ]; then planner=icem settings='{"num_samples": 48, "num_elites": 6}'; fi
-  wmplan bench --env "$env" --planner "$planner" --planner-settings "$settings" "${guard[@]}" --threads "$THREADS" \
-    --quiet --out "experiments/results/bench/$env-${name/+keepout/-keepout}"
+  wmplan bench --env "$env" --planner "$planner" --planner-settings "$settings" ${flags[@]+"${flags[@]}"} --threads "$THREADS" \
+    --quiet --out "experiments/results/bench/$env-${name//+/-}"
 done
 python experiments/make_results.py

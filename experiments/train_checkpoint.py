@@ -1,10 +1,11 @@
-"""Reproduce a shipped checkpoint: collect -> pretrain-encoder -> train, then record how it was made.
+"""Reproduce a shipped checkpoint: collect -> pretrain-encoder -> train [-> route-graph], then record how.
 
     python experiments/train_checkpoint.py --env pusht --device cuda   # or --device cpu
 
 Every step is a `wmplan` command (printed and recorded); re-running resumes each step. The result is
 `experiments/checkpoints/<env>/world_model.pt` with `manifest.json` beside it: the commands, their
-wall times, the hardware and the training metrics.
+wall times, the hardware and the training metrics. Envs whose benchmark has a route energy (maze) also
+get `route_graph.pt`, built from the same dataset with the new checkpoint's probe.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ RECIPES = {
     "maze": {"collect": ["--episodes", "1000", "--env-kwargs", '{"layout": "umaze"}', "--policy-kwargs",
                          '{"noise": 0.3, "random_frac": 0.3, "direct_frac": 0.3, "segment_steps": 25}'],
              "pretrain": ["--steps", "1000"],
-             "train": ["--steps", "6000", "--val-every", "1000", "--rollout-steps", "3", "--proprio-loss-weight", "16"]},
+             "train": ["--steps", "6000", "--val-every", "1000", "--rollout-steps", "3", "--proprio-loss-weight", "16"],
+             "route_graph": ["--nodes", "200"]},
     "chips": {"collect": ["--episodes", "80", "--steps", "20"], "pretrain": ["--steps", "800"],
               "train": ["--steps", "3000", "--val-every", "1000"]},
 }
@@ -80,6 +82,9 @@ def main(argv=None) -> int:
           "--out", str(work), "--device", args.device, "--quiet", *train], log)
     out.mkdir(parents=True, exist_ok=True)
     (out / "world_model.pt").write_bytes((work / "world_model.pt").read_bytes())
+    if "route_graph" in recipe:
+        _run([*wm, "route-graph", "--data", str(data), "--checkpoint", str(out / "world_model.pt"),
+              "--out", str(out / "route_graph.pt"), "--device", args.device, "--quiet", *recipe["route_graph"]], log)
     metrics = {}
     if (work / "metrics.json").is_file():  # the training log (losses, validation, probe R²) beside it
         text = (work / "metrics.json").read_text()

@@ -57,6 +57,26 @@ def test_bench_with_keep_out_guardrail_reports_violations(tmp_path, tiny_pusht_c
     assert row["planner"] == "cem + keep-out" and 0.0 <= row["keep_out_fraction"] <= 1.0
 
 
+def test_bench_with_route_energy_and_keep_out_on_the_maze(tmp_path, capsys):
+    from conftest import tiny_world_model
+
+    ckpt = tmp_path / "maze.pt"
+    tiny_world_model(env="maze").save(ckpt)
+    out = tmp_path / "r"
+    args = ["bench", "--env", "maze", "--planner", "cem", "--episodes", "1", "--checkpoint", str(ckpt), "--out", str(out),
+            "--quiet", "--planner-settings", '{"num_samples": 16, "num_elites": 4, "iterations": 2}']
+    assert main([*args, "--route", "--guardrail"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["row"]["planner"] == "cem iterations=2 num_elites=4 num_samples=16 + route + keep-out"
+    assert summary["route"]["graph"] == "experiments/checkpoints/maze/route_graph.pt"
+    first = json.loads((out / "episodes.jsonl").read_text())
+    assert main(args) == 0  # without the route: other settings, so the episode is set aside and redone
+    assert json.loads((out / "episodes.superseded.jsonl").read_text())["fingerprint"] == first["fingerprint"]
+    capsys.readouterr()
+    assert main(["bench", "--env", "pusht", "--route", "--out", str(tmp_path / "p")]) == 2
+    assert "pusht has no route graph configured" in capsys.readouterr().err
+
+
 def test_bench_planner_settings_override_the_budget_and_name_the_row(tmp_path, tiny_pusht_checkpoint, capsys):
     out = tmp_path / "s"
     args = ["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint),

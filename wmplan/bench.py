@@ -20,9 +20,18 @@ from wmplan.evaluate import EvalConfig, KeepOutRegion, evaluate, make_tasks
 from wmplan.mpc import MPCConfig
 from wmplan.results import hardware, markdown_table, summarize, write_results
 
-__all__ = ["BenchSpec", "load_spec", "build_agent", "run_bench", "REPO_ROOT"]
+__all__ = ["BenchSpec", "RouteSpec", "load_spec", "build_agent", "run_bench", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """The route energy (`wmplan.route`) an env's benchmark adds with ``--route``."""
+
+    graph: str  # route graph file (`wmplan route-graph`), relative to the repo root or absolute
+    weight: float = 1.0  # relative to the visual goal energy's weight of 1
+    reach: float | None = None  # longest straight leg, env units (None: 2.5 x node spacing)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class BenchSpec:
     env_kwargs: dict = field(default_factory=dict)  # passed to envs.make
     goal_steps: str = "all"  # goal energy on every predicted step ("all") or the last one ("last")
     proprio_weight: float = 0.1  # weight of the proprio part of the goal energy (visual part: 1)
+    route: RouteSpec | None = None  # route energy for `--route` (needs a probe)
 
 
 def load_spec(env: str) -> BenchSpec:
@@ -54,32 +64,44 @@ def load_spec(env: str) -> BenchSpec:
     return module.BENCH
 
 
-def _costs(spec: BenchSpec, wm, guardrail: bool):
+def _costs(spec: BenchSpec, wm, guardrail: bool, route: bool = False):
     from wmplan.costs import ActionBounds, GoalEnergy, KeepOut, probe_readout
 
     vis, dim = wm.visual_dim, wm.latent_shape[1]
     terms = [GoalEnergy(steps=spec.goal_steps, features=(0, vis)), ActionBounds()]
     if dim > vis and spec.proprio_weight > 0:
         terms.append(GoalEnergy(name="goal_proprio", weight=spec.proprio_weight, steps=spec.goal_steps, features=(vis, dim)))
-    readout = None
+    if not (guardrail or route):
+        return terms, None
+    if guardrail and spec.keep_out is None:
+        raise ValueError(f"{spec.env} has no keep-out region configured")
+    if route and spec.route is None:
+        raise ValueError(f"{spec.env} has no route graph configured (BenchSpec.route)")
+    if wm.probe is None:
+        raise ValueError("the keep-out guardrail and the route energy read positions with a probe; "
+                         "use a checkpoint with one (`wmplan train` fits it)")
+    readout = probe_readout(wm.probe, ("agent_x", "agent_y"))
+    region = spec.keep_out
     if guardrail:
-        if spec.keep_out is None:
-            raise ValueError(f"{spec.env} has no keep-out region configured")
-        if wm.probe is None:
-            raise ValueError("the keep-out guardrail needs a checkpoint with a probe (train it with `wmplan train`)")
-        readout = probe_readout(wm.probe, ("agent_x", "agent_y"))
-        region = spec.keep_out
         terms.append(KeepOut(centers=((region.x, region.y),), radii=region.radius, margin=spec.keep_out_margin * region.radius, mode="constraint"))
+    if route:
+        from wmplan.route import RouteEnergy, RouteGraph
+
+        avoid = [(region.x, region.y, region.radius * (1 + spec.keep_out_margin))] if guardrail else []
+        terms.append(RouteEnergy(RouteGraph.load(_resolve(spec.route.graph)), weight=spec.route.weight,
+                                 steps=spec.goal_steps, reach=spec.route.reach, exclude=avoid))
     return terms, readout
 
 
-def build_agent(spec: BenchSpec, wm, planner: str, action_space, guardrail: bool = False, **planner_cfg):
-    """An `MPCAgent` for `spec` with the env's planner defaults plus `planner_cfg` overrides."""
+def build_agent(spec: BenchSpec, wm, planner: str, action_space, guardrail: bool = False, route: bool = False,
+                **planner_cfg):
+    """An `MPCAgent` for `spec` with the env's planner defaults plus `planner_cfg` overrides; `guardrail`
+    adds the keep-out constraint, `route` the route energy."""
     from agents.mpc_agent import MPCAgent
     from wmplan.planners import make_planner
 
     settings = {**spec.planners.get(planner, {}), **planner_cfg}
-    terms, readout = _costs(spec, wm, guardrail)
+    terms, readout = _costs(spec, wm, guardrail, route)
     plan = make_planner(planner, device=str(wm.device), **settings)
     return MPCAgent(wm, plan, terms, spec.mpc, action_space=action_space, readout=readout), settings
 
@@ -87,6 +109,10 @@ def build_agent(spec: BenchSpec, wm, planner: str, action_space, guardrail: bool
 def _resolve(path: str) -> Path:
     p = Path(path)
     return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _file_hash(path) -> str:
+    return hashlib.sha1(_resolve(str(path)).read_bytes()).hexdigest()
 
 
 def _fingerprint(*parts) -> str:
@@ -103,7 +129,7 @@ def _save_gif(path: Path, frames) -> None:
 
 def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = None, checkpoint: str | None = None,
               guardrail: bool = False, device: str = "cpu", progress: bool = True, seed: int | None = None,
-              **planner_cfg) -> dict:
+              route: bool = False, **planner_cfg) -> dict:
     """Run one (env, planner) benchmark and write its result files. Returns the summary dict."""
     import envs
     from wmplan.world_model import WorldModel
@@ -114,22 +140,25 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     ckpt = _resolve(checkpoint or spec.checkpoint)
     wm = WorldModel.load(ckpt, device=device, env=envs.entry(spec.env).name, image_size=env.image_size,
                          action_dim=env.action_space.shape[0])
-    agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, **planner_cfg)
+    agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, **planner_cfg)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(out_dir)
-    fingerprint = _fingerprint(spec.env, planner, settings, hashlib.sha1(ckpt.read_bytes()).hexdigest(), guardrail,
+    fingerprint = _fingerprint(spec.env, planner, settings, _file_hash(ckpt), guardrail,
                                spec.goal_steps, spec.proprio_weight,
                                {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("episodes", "videos")},
                                dataclasses.asdict(spec.mpc),  # the episode count may grow on resume
-                               *([spec.keep_out_margin] if guardrail else []))
+                               *([spec.keep_out_margin] if guardrail else []),
+                               *([dataclasses.asdict(spec.route), _file_hash(spec.route.graph)] if route else []))
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
-    label = planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + keep-out" if guardrail else "")
+    label = (planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + route" if route else "")
+             + (" + keep-out" if guardrail else ""))
     row = {"env": spec.env, "planner": label,
            **summarize(records, spec.metric_keys)}
     summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},
                "planner_settings": settings, "checkpoint": str(ckpt), "guardrail": guardrail,
                **({"keep_out_margin": spec.keep_out_margin} if guardrail else {}),
+               **({"route": dataclasses.asdict(spec.route)} if route else {}),
                "protocol": f"{cfg.episodes} seeded episodes, {cfg.budget} env steps each, goals: {cfg.goal_source}"
                            + (f" k={cfg.goal_offset}" if cfg.goal_source != "env" else "")
                            + "; success judged by the simulator at the end of the budget",

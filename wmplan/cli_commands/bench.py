@@ -18,6 +18,8 @@ def add_arguments(p):
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--out", default=None, help="output directory (default runs/bench/<env>-<planner>)")
     p.add_argument("--guardrail", action="store_true", help="add the env's keep-out guardrail as a constraint")
+    p.add_argument("--route", action="store_true",
+                   help="add the route energy: distance-to-go along the env's route graph (`wmplan route-graph`)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
@@ -50,10 +52,10 @@ def run(args) -> int:
     spec = load_spec(args.env)
     overrides = {k: v for k, v in (("proprio_weight", args.proprio_weight), ("goal_steps", args.goal_steps)) if v is not None}
     spec = dataclasses.replace(spec, **overrides)
-    out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-keepout' if args.guardrail else ''}"
+    out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-route' if args.route else ''}{'-keepout' if args.guardrail else ''}"
     summary = run_bench(spec, args.planner, out, episodes=args.episodes, checkpoint=args.checkpoint,
                         guardrail=args.guardrail, device=args.device, progress=not args.quiet, seed=args.seed,
-                        **args.planner_settings)
+                        route=args.route, **args.planner_settings)
     print_summary(summary)
     print(f"results: {out}/summary.json, {out}/episodes.csv; videos: {out}/videos/")
     return 0
