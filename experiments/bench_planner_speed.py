@@ -30,8 +30,9 @@ GRADIENT = {"gd", "cem-gd"}
 TARGET_S = 0.25
 
 
-def measure(spec, wm, env, planner: str, tasks, replans: int, overrides: dict | None = None) -> dict:
-    agent, settings = build_agent(spec, wm, planner, env.action_space, **(overrides or {}))
+def measure(spec, wm, env, planner: str, tasks, replans: int, overrides: dict | None = None,
+            guardrail: bool = False, route: bool = False) -> dict:
+    agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, **(overrides or {}))
     records = []
     for task in tasks:
         options = {k: v for k, v in (("init_state", task.init_state), ("goal_state", task.goal_state)) if v is not None}
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
     p.add_argument("--planners", default="cem,icem,mppi,gd,cem-gd")
     p.add_argument("--planner-settings", type=planner_settings, default={},
                    help='JSON overrides of the env\'s planner settings for every planner listed, e.g. \'{"num_samples": 48}\'')
+    p.add_argument("--guardrail", action="store_true", help="plan with the env's keep-out guardrail")
+    p.add_argument("--route", action="store_true", help="plan with the env's route energy")
     p.add_argument("--out", default=None, help="result file (default experiments/results/<env>_planner_speed.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -67,8 +70,10 @@ def main(argv=None) -> int:
     env = envs.make(spec.env, **spec.env_kwargs)
     wm = WorldModel.load(spec.checkpoint if Path(spec.checkpoint).is_absolute() else Path(__file__).parents[1] / spec.checkpoint)
     tasks = make_tasks(dataclasses.replace(spec.eval, episodes=2, seed=9000), env=env, env_name=spec.env)
-    rows = [measure(spec, wm, env, name, tasks, args.replans, args.planner_settings) for name in args.planners.split(",")]
-    result = {"env": args.env, "flops_per_step": wm.predictor.flops_per_step(), "target_s": TARGET_S,
+    rows = [measure(spec, wm, env, name, tasks, args.replans, args.planner_settings, args.guardrail, args.route)
+            for name in args.planners.split(",")]
+    result = {"env": args.env, "guardrail": args.guardrail, "route": args.route,
+              "flops_per_step": wm.predictor.flops_per_step(), "target_s": TARGET_S,
               "hardware": hardware(), "rows": rows}
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"{args.env}_planner_speed.json"
     out.write_text(json.dumps(result, indent=2))
