@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import envs
-from wmplan.bench import build_agent, load_spec
+from wmplan.bench import REPO_ROOT, build_agent, load_spec
 from wmplan.cli_commands.bench import planner_settings
 from wmplan.evaluate import make_tasks
 from wmplan.results import hardware
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
     env = envs.make(spec.env, **spec.env_kwargs)
-    wm = WorldModel.load(spec.checkpoint if Path(spec.checkpoint).is_absolute() else Path(__file__).parents[1] / spec.checkpoint)
+    wm = WorldModel.load(REPO_ROOT / spec.checkpoint)  # an absolute checkpoint path stays as it is
     tasks = make_tasks(dataclasses.replace(spec.eval, episodes=2, seed=9000), env=env, env_name=spec.env)
     rows = [measure(spec, wm, env, name, tasks, args.replans, args.planner_settings, args.guardrail, args.route)
             for name in args.planners.split(",")]

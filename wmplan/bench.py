@@ -107,8 +107,7 @@ def build_agent(spec: BenchSpec, wm, planner: str, action_space, guardrail: bool
 
 
 def _resolve(path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else REPO_ROOT / p
+    return REPO_ROOT / path  # pathlib keeps an absolute `path` as it is
 
 
 def _file_hash(path) -> str:
