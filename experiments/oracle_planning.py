@@ -1,0 +1,168 @@
+"""Where does benchmark success get lost? Plan with the simulator in place of the world model.
+
+    python experiments/oracle_planning.py --env pusht --oracle state --planner cem --episodes 20
+
+A diagnostic, not a benchmark: the oracle *peeks* at the simulator by design, so its numbers are
+upper bounds and never appear as benchmark rows. Everything else is the benchmark's own: the
+same tasks (seeded, goals from held-out trajectories), step budget, MPC settings, planner
+budget and cost terms (`wmplan.bench.build_agent`), with success judged by the simulator.
+Only the model that scores candidates changes:
+
+- ``--oracle latent``: each candidate is rolled out in a copy of the simulator from the true
+  current state, its frames are rendered and encoded by the checkpoint's frozen encoder, and the
+  benchmark's latent goal energy scores them. A perfect predictor of the same latents: the gap to
+  the learned model is the world model's, what is left is the encoder's energy and the planner's.
+- ``--oracle state``: the same rollouts scored by the distance between true states (agent and
+  block position in units of 100 mm, the block angle as a point ``--radius`` mm from its centre).
+  A perfect model *and* a perfect energy: what is left is the planner and its horizon.
+
+Sampling planners only (the simulator has no gradients). Writes
+experiments/results/<env>_oracle_<oracle>_<planner>.json with the learned model's benchmark
+episodes on the same seeds beside it when they exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import envs
+from wmplan.bench import REPO_ROOT, build_agent, load_spec
+from wmplan.cli_commands.bench import planner_settings
+from wmplan.evaluate import make_tasks, run_episode
+from wmplan.results import hardware, wilson_interval
+from wmplan.world_model import WorldModel
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class SimulatorModel:
+    """The world-model protocol (`wmplan.mpc`) answered by the simulator from the true current state.
+
+    Args:
+        wm: the learned world model whose frameskip, encoder and latent layout are kept.
+        env: the env the episode runs in; read (never stepped) for its current and goal state.
+        sim: another env of the same kind and settings, stepped for the candidates.
+        oracle: "latent" (encode rendered frames) or "state" (true-state features).
+        radius: the state oracle's lever arm for the block angle (mm).
+    """
+
+    rolls_out_candidates = False
+
+    def __init__(self, wm: WorldModel, env, sim, oracle: str, radius: float = 60.0):
+        if oracle not in ("latent", "state"):
+            raise ValueError(f"oracle must be 'latent' or 'state', got {oracle!r}")
+        self.wm, self.env, self.oracle, self.radius = wm, env, oracle, radius
+        self.sim = sim  # a second env of the same kind, stepped for the candidates
+        self.frameskip, self.history, self.action_dim = wm.frameskip, 1, wm.action_dim
+        self.device = torch.device("cpu")
+        self.probe = wm.probe if oracle == "latent" else None
+        self.visual_dim = wm.visual_dim if oracle == "latent" else 6
+        self.latent_shape = wm.latent_shape if oracle == "latent" else (1, 6)
+        self.steps_simulated = 0
+
+    def _features(self, states: np.ndarray) -> torch.Tensor:
+        """True-state latents ``[M, 1, 6]``: agent xy, block xy, block angle as a lever point (per 100 mm)."""
+        agent, pose = states[:, 0:2], states[:, 2:5]
+        lever = self.radius * np.stack([np.sin(pose[:, 2]), np.cos(pose[:, 2])], axis=1)
+        return torch.as_tensor(np.concatenate([agent, pose[:, :2], lever], axis=1) / 100.0, dtype=torch.float32)[:, None]
+
+    def encode(self, pixels, proprio=None) -> torch.Tensor:
+        if self.oracle == "latent":
+            return self.wm.encode(pixels, proprio)
+        goal = np.array_equal(np.asarray(pixels)[0], self.env.goal_observation()["pixels"])
+        return self._features((self.env.goal_state if goal else self.env.get_state())[None])
+
+    def rollout(self, z_hist, actions: torch.Tensor, a_past=None) -> torch.Tensor:
+        """``[M, H, P, D]`` latents of candidates ``[M, H, fs*A]`` simulated from the env's true state."""
+        start, sim = self.env.get_state(), self.sim
+        M, H = actions.shape[:2]
+        steps = actions.detach().cpu().numpy().reshape(M, H, self.frameskip, -1).astype(np.float64)
+        states, frames, proprio = [], [], []
+        for m in range(M):
+            sim.set_state(start)
+            for h in range(H):
+                for a in steps[m, h]:
+                    sim._apply_action(np.clip(a, sim.action_space.low, sim.action_space.high))
+                states.append(sim.get_state())
+                if self.oracle == "latent":
+                    obs = sim._observation()
+                    frames.append(obs["pixels"])
+                    proprio.append(obs["proprio"])
+        self.steps_simulated += M * H * self.frameskip
+        if self.oracle == "state":
+            return self._features(np.array(states)).reshape(M, H, 1, 6)
+        with torch.inference_mode():
+            z = self.wm.encode(torch.as_tensor(np.array(frames)), torch.as_tensor(np.array(proprio)))
+        return z.reshape(M, H, *z.shape[1:])
+
+
+def _learned_episodes(env: str, planner: str, seeds: set) -> list[dict]:
+    """The learned model's benchmark episodes on the same seeds, when its results exist."""
+    path = RESULTS / "bench" / f"{env}-{planner}" / "episodes.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("seed") in seeds]
+
+
+def _summary(episodes: list[dict]) -> dict:
+    wins = sum(bool(e["success"]) for e in episodes)
+    lo, hi = wilson_interval(wins, len(episodes))
+    keys = sorted({k for e in episodes for k in e["metrics"] if isinstance(e["metrics"][k], (int, float))})
+    return {"episodes": len(episodes), "success": wins / len(episodes), "ci95": [lo, hi],
+            "metrics": {k: float(np.mean([e["metrics"][k] for e in episodes])) for k in keys}}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="pusht")
+    p.add_argument("--oracle", choices=("latent", "state"), default="state")
+    p.add_argument("--planner", default="cem", choices=("cem", "icem", "mppi"))
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--radius", type=float, default=60.0, help="state oracle: block-angle lever arm (mm)")
+    p.add_argument("--planner-settings", type=planner_settings, default={},
+                   help="JSON overrides of the benchmark's planner settings (results are then not comparable)")
+    p.add_argument("--checkpoint", default=None, help="world model (default: the benchmark's)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    spec = load_spec(args.env)
+    env = envs.make(spec.env, **spec.env_kwargs)
+    wm = WorldModel.load(REPO_ROOT / (args.checkpoint or spec.checkpoint))
+    model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
+    agent, settings = build_agent(spec, model, args.planner, env.action_space, **args.planner_settings)
+    cfg = dataclasses.replace(spec.eval, episodes=args.episodes, keep_out=spec.keep_out)  # as `wmplan bench` does
+    tasks = make_tasks(cfg, env=env, env_name=spec.env)
+    out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{args.planner}.json"
+    episodes = []
+    for task in tasks:
+        start = time.perf_counter()
+        record = run_episode(env, agent, task, cfg)
+        record.pop("frames")
+        record["episode_time"] = time.perf_counter() - start
+        episodes.append(record)
+        print(f"seed {task.seed}: success={record['success']} {record['metrics']}", flush=True)
+    seeds = {t.seed for t in tasks}
+    learned = [] if args.planner_settings or args.checkpoint else _learned_episodes(args.env, args.planner, seeds)
+    result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
+              "radius_mm": args.radius if args.oracle == "state" else None,
+              "protocol": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc), "hardware": hardware(),
+              "oracle_result": _summary(episodes),
+              "learned_model_same_seeds": _summary(learned) if len(learned) == len(seeds) else None,
+              "episodes": [{k: v for k, v in e.items() if k != "replan_times"} | {"replan_median_s": float(np.median(e["replan_times"]))}
+                           for e in episodes]}
+    out.write_text(json.dumps(result, indent=2, default=float))
+    print(json.dumps({k: result[k] for k in ("oracle_result", "learned_model_same_seeds")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The simulator oracle of experiments/oracle_planning.py: its rollouts are the simulator's, and the
+script runs the benchmark's episodes end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from experiments.oracle_planning import SimulatorModel, main
+from conftest import tiny_world_model
+
+
+@pytest.fixture
+def pusht():
+    env = envs.make("pusht")
+    env.reset(seed=3)
+    return env
+
+
+def _candidates(rng, M=3, H=2, fs=5):
+    return torch.as_tensor(rng.uniform(-1, 1, (M, H, fs * 2)), dtype=torch.float32)  # [M, H, fs*A]
+
+
+def test_state_oracle_rolls_out_the_simulator_from_the_true_state(pusht, rng):
+    model = SimulatorModel(tiny_world_model(), pusht, envs.make("pusht"), "state", radius=60.0)
+    start = pusht.get_state()
+    actions = _candidates(rng)
+    z = model.rollout(None, actions)  # [M, H, 1, 6]
+    assert z.shape == (3, 2, 1, 6)
+    for m in range(3):
+        states = pusht.simulate(start, actions[m].numpy().reshape(-1, 2))[4::5]  # the state after each planned step
+        agent, block, theta = states[:, 0:2], states[:, 2:4], states[:, 4]
+        lever = 60.0 * np.stack([np.sin(theta), np.cos(theta)], axis=1)
+        np.testing.assert_allclose(z[m, :, 0].numpy(), np.concatenate([agent, block, lever], 1) / 100.0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(pusht.get_state(), start)  # the episode's env is read, never stepped
+    assert model.steps_simulated == 3 * 2 * 5
+
+
+def test_latent_oracle_encodes_the_simulated_frames(pusht, rng):
+    wm = tiny_world_model()
+    model = SimulatorModel(wm, pusht, envs.make("pusht"), "latent")
+    actions = _candidates(rng, M=2)
+    z = model.rollout(None, actions)
+    assert z.shape == (2, 2, *wm.latent_shape)
+    real = envs.make("pusht")  # what the episode's env would show after these actions
+    real.reset(options={"init_state": pusht.get_state(), "goal_state": pusht.goal_state})
+    for a in actions[1].numpy().reshape(-1, 2):
+        obs, *_ = real.step(a)
+    with torch.inference_mode():
+        expected = wm.encode(torch.as_tensor(obs["pixels"][None]), torch.as_tensor(obs["proprio"][None]))[0]
+    torch.testing.assert_close(z[1, -1], expected)
+
+
+def test_state_oracle_reads_the_goal_state_for_the_goal_frame(pusht):
+    model = SimulatorModel(tiny_world_model(), pusht, envs.make("pusht"), "state")
+    goal = model.encode(pusht.goal_observation()["pixels"][None])
+    now = model.encode(pusht._observation()["pixels"][None])
+    np.testing.assert_allclose(goal[0, 0, 2:4].numpy(), pusht.goal_state[2:4] / 100.0, rtol=1e-6)
+    np.testing.assert_allclose(now[0, 0, 2:4].numpy(), pusht.get_state()[2:4] / 100.0, rtol=1e-6)
+
+
+def test_oracle_script_runs_benchmark_episodes(tmp_path, tiny_pusht_checkpoint):
+    out = tmp_path / "oracle.json"
+    assert main(["--oracle", "state", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
+                 "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}']) == 0
+    result = json.loads(out.read_text())
+    assert result["oracle_result"]["episodes"] == 1 and result["learned_model_same_seeds"] is None
+    assert result["settings"]["num_samples"] == 8 and len(result["episodes"]) == 1
+
+
+def test_oracle_refuses_an_unknown_kind(pusht):
+    with pytest.raises(ValueError, match="'latent' or 'state'"):
+        SimulatorModel(tiny_world_model(), pusht, envs.make("pusht"), "pixels")
