@@ -18,7 +18,8 @@ Only the model that scores candidates changes:
 
 Sampling planners only (the simulator has no gradients). Writes
 experiments/results/<env>_oracle_<oracle>_<planner>.json with the learned model's benchmark
-episodes on the same seeds beside it when they exist.
+episodes on the same seeds beside it when they exist; episodes are logged as they finish in the
+folder of the same name, and a re-run resumes from that log.
 """
 
 from __future__ import annotations
@@ -26,16 +27,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import envs
-from wmplan.bench import REPO_ROOT, build_agent, load_spec
+from wmplan.bench import REPO_ROOT, _file_hash, _fingerprint, build_agent, load_spec
 from wmplan.cli_commands.bench import planner_settings
-from wmplan.evaluate import make_tasks, run_episode
+from wmplan.evaluate import evaluate, make_tasks
 from wmplan.results import hardware, wilson_interval
 from wmplan.world_model import WorldModel
 
@@ -131,25 +131,24 @@ def main(argv=None) -> int:
                    help="JSON overrides of the benchmark's planner settings (results are then not comparable)")
     p.add_argument("--checkpoint", default=None, help="world model (default: the benchmark's)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="result file; its episodes log lies in the folder of the same name")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
     env = envs.make(spec.env, **spec.env_kwargs)
-    wm = WorldModel.load(REPO_ROOT / (args.checkpoint or spec.checkpoint))
+    wm_path = REPO_ROOT / (args.checkpoint or spec.checkpoint)
+    wm = WorldModel.load(wm_path)
     model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
     agent, settings = build_agent(spec, model, args.planner, env.action_space, **args.planner_settings)
     cfg = dataclasses.replace(spec.eval, episodes=args.episodes, keep_out=spec.keep_out)  # as `wmplan bench` does
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{args.planner}.json"
-    episodes = []
-    for task in tasks:
-        start = time.perf_counter()
-        record = run_episode(env, agent, task, cfg)
-        record.pop("frames")
-        record["episode_time"] = time.perf_counter() - start
-        episodes.append(record)
-        print(f"seed {task.seed}: success={record['success']} {record['metrics']}", flush=True)
+    fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, _file_hash(wm_path),
+                               dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, dataclasses.asdict(spec.mpc))
+    log_dir = out.with_suffix("")  # episodes.jsonl: an interrupted run resumes without redoing episodes
+    episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
+                        fingerprint=fingerprint, progress=not args.quiet)
     seeds = {t.seed for t in tasks}
     learned = [] if args.planner_settings or args.checkpoint else _learned_episodes(args.env, args.planner, seeds)
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,

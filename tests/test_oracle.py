@@ -61,13 +61,18 @@ def test_state_oracle_reads_the_goal_state_for_the_goal_frame(pusht):
     np.testing.assert_allclose(now[0, 0, 2:4].numpy(), pusht.get_state()[2:4] / 100.0, rtol=1e-6)
 
 
-def test_oracle_script_runs_benchmark_episodes(tmp_path, tiny_pusht_checkpoint):
+def test_oracle_script_runs_benchmark_episodes_and_resumes(tmp_path, tiny_pusht_checkpoint):
     out = tmp_path / "oracle.json"
-    assert main(["--oracle", "state", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
-                 "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}']) == 0
+    args = ["--oracle", "state", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
+            "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet"]
+    assert main(args) == 0
     result = json.loads(out.read_text())
     assert result["oracle_result"]["episodes"] == 1 and result["learned_model_same_seeds"] is None
     assert result["settings"]["num_samples"] == 8 and len(result["episodes"]) == 1
+    log = (tmp_path / "oracle" / "episodes.jsonl").read_text().splitlines()
+    assert main([*args[:3], "2", *args[4:]]) == 0  # one more episode; the first is read back, not redone
+    assert (tmp_path / "oracle" / "episodes.jsonl").read_text().splitlines()[:1] == log
+    assert json.loads(out.read_text())["oracle_result"]["episodes"] == 2
 
 
 def test_oracle_refuses_an_unknown_kind(pusht):
