@@ -32,7 +32,7 @@ def oracle_table(results_dir: Path) -> str:
     rows, learned = [], {}
     for path in sorted(results_dir.glob("*_oracle_*.json")):
         d = json.loads(path.read_text())
-        env, planner = d["env"], d["planner"]
+        env, planner = d["env"], d["planner"] + "".join(f" {k}={v}" for k, v in sorted(d.get("overrides", {}).items()))
         if d.get("learned_model_same_seeds") and (env, planner) not in learned:
             learned[env, planner] = _oracle_row(env, planner, "learned world model (its benchmark episodes)",
                                                 d["learned_model_same_seeds"], "")

@@ -152,6 +152,7 @@ def main(argv=None) -> int:
     seeds = {t.seed for t in tasks}
     learned = [] if args.planner_settings or args.checkpoint else _learned_episodes(args.env, args.planner, seeds)
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
+              "overrides": args.planner_settings,
               "radius_mm": args.radius if args.oracle == "state" else None,
               "protocol": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc), "hardware": hardware(),
               "oracle_result": _summary(episodes),
