@@ -78,3 +78,17 @@ def test_oracle_script_runs_benchmark_episodes_and_resumes(tmp_path, tiny_pusht_
 def test_oracle_refuses_an_unknown_kind(pusht):
     with pytest.raises(ValueError, match="'latent' or 'state'"):
         SimulatorModel(tiny_world_model(), pusht, envs.make("pusht"), "pixels")
+
+
+def test_energy_split_scores_the_made_up_states_against_the_goal(pusht):
+    from experiments.energy_split import split
+    from wmplan.evaluate import Task
+
+    start = pusht.get_state()
+    start[5:] = 0.0
+    goal = start.copy()
+    goal[2:4] += 40.0  # the block moved, the agent did not: "block solved" is the goal itself
+    rows = split(pusht, tiny_world_model(), [Task(0, 0, start, goal)])
+    assert len(rows) == 1 and set(rows[0]) == {"seed", "start", "block_solved", "agent_solved"}
+    assert rows[0]["block_solved"] == {"visual": 0.0, "proprio": 0.0}
+    assert rows[0]["agent_solved"]["visual"] > 0.0 and rows[0]["start"]["visual"] > 0.0
