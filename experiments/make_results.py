@@ -33,8 +33,9 @@ def oracle_table(results_dir: Path) -> str:
     for path in sorted(results_dir.glob("*_oracle_*.json")):
         d = json.loads(path.read_text())
         env, planner = d["env"], d["planner"] + "".join(f" {k}={v}" for k, v in sorted(d.get("overrides", {}).items()))
-        if d.get("learned_model_same_seeds") and (env, planner) not in learned:
-            learned[env, planner] = _oracle_row(env, planner, "learned world model (its benchmark episodes)",
+        n = d["oracle_result"]["episodes"]
+        if d.get("learned_model_same_seeds") and (env, planner, n) not in learned:
+            learned[env, planner, n] = _oracle_row(env, planner, "learned world model (its benchmark episodes)",
                                                 d["learned_model_same_seeds"], "")
         median = sorted(e["replan_median_s"] for e in d["episodes"])[len(d["episodes"]) // 2]
         rows.append(_oracle_row(env, planner, SCORERS[d["oracle"]], d["oracle_result"], f"{median:.1f}"))
