@@ -58,6 +58,8 @@ class SimulatorModel:
     def __init__(self, wm: WorldModel, env, sim, oracle: str, radius: float = 60.0):
         if oracle not in ("latent", "state"):
             raise ValueError(f"oracle must be 'latent' or 'state', got {oracle!r}")
+        if oracle == "state" and not hasattr(env, "block_pose"):
+            raise ValueError("the state oracle reads push-T's state layout (agent xy, block pose); use --oracle latent")
         self.wm, self.env, self.oracle, self.radius = wm, env, oracle, radius
         self.sim = sim  # a second env of the same kind, stepped for the candidates
         self.frameskip, self.history, self.action_dim = wm.frameskip, 1, wm.action_dim

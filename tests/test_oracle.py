@@ -78,6 +78,8 @@ def test_oracle_script_runs_benchmark_episodes_and_resumes(tmp_path, tiny_pusht_
 def test_oracle_refuses_an_unknown_kind(pusht):
     with pytest.raises(ValueError, match="'latent' or 'state'"):
         SimulatorModel(tiny_world_model(), pusht, envs.make("pusht"), "pixels")
+    with pytest.raises(ValueError, match="push-T's state layout"):
+        SimulatorModel(tiny_world_model(), envs.make("maze"), envs.make("maze"), "state")
 
 
 def test_energy_split_scores_the_made_up_states_against_the_goal(pusht):
