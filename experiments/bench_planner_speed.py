@@ -3,8 +3,8 @@
     python experiments/bench_planner_speed.py --env pusht --threads 2 --replans 20
 
 Re-plans come from real closed-loop episodes (the benchmark's first tasks, MPC warm starts included).
-FLOPs count the predictor only, nominally: `flops_per_step` x candidate-steps (x3 for gradient planners,
-which also run a backward pass), i.e. as if every step were a standalone prediction; the cached rollout
+FLOPs count the predictor only, nominally: `flops_per_step` x candidate-steps (x3 for the candidate-steps
+that also run a backward pass: gradient descent's Adam steps, not CEM-GD's sampling stage), i.e. as if every step were a standalone prediction; the cached rollout
 (`wmplan.predictor_rollout`) computes ~14% less for the push-T predictor (3.95 vs 4.61 MFLOP per step). Writes
 experiments/results/<env>_planner_speed.json (or --out); a benchmark, not a test.
 """
@@ -26,7 +26,6 @@ from wmplan.evaluate import make_tasks
 from wmplan.results import hardware
 from wmplan.world_model import WorldModel
 
-GRADIENT = {"gd", "cem-gd"}
 TARGET_S = 0.25
 
 
@@ -43,8 +42,7 @@ def measure(spec, wm, env, planner: str, tasks, replans: int, overrides: dict | 
             obs, *_ = env.step(agent.act(obs, goal))
         records += agent.records[1:]  # the first re-plan of an episode also encodes the goal
     times = np.array([r.wall_time for r in records])
-    per_step = wm.predictor.flops_per_step()
-    flops = np.array([r.predictor_calls * per_step for r in records]) * (3 if planner in GRADIENT else 1)
+    flops = np.array([r.flops for r in records])  # forward candidate-steps x1, backward ones x3
     return {"planner": planner, "settings": settings, "replans": len(records),
             "median_s": float(np.median(times)), "p90_s": float(np.percentile(times, 90)),
             "predictor_calls": float(np.mean([r.predictor_calls for r in records])),

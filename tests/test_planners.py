@@ -167,11 +167,23 @@ def test_flops_report_counts_candidate_steps():
     result = make_planner("cem", num_samples=20, num_elites=5, iterations=3).plan(
         objective, 1, 5, -torch.ones(2), torch.ones(2))
     assert result.predictor_calls == 3 * 20 * 5
-    assert flops_per_replan(PointMass(), result) == 4.0 * 300
-    assert flops_per_replan(PointMass(), result, gradient=True) == 3 * 4.0 * 300
+    assert result.grad_calls == 0 and flops_per_replan(PointMass(), result) == 4.0 * 300
     assert flops_per_replan(object(), result) is None
     report = replan_report(PointMass(), result, peak_gflops=100.0)
     assert report["flops"] == 1200.0 and report["fraction_of_peak"] >= 0
+
+
+def test_flops_count_backward_only_for_gradient_steps():
+    """CEM-GD's sampling stage runs forward only; its Adam steps also run backward (x3)."""
+    objective = point_mass_objective([[0.0, 0.0]], [[0.1, 0.1]])
+    lo, hi = -torch.ones(2), torch.ones(2)
+    gd = make_planner("gd", num_starts=2, iterations=4).plan(objective, 1, 5, lo, hi)
+    assert gd.grad_calls == 4 * 2 * 5 and gd.predictor_calls == 5 * 2 * 5  # the last iterate: forward only
+    hybrid = make_planner("cem-gd", cem={"num_samples": 20, "num_elites": 4, "iterations": 2},
+                          gd={"num_starts": 2, "iterations": 4}).plan(objective, 1, 5, lo, hi)
+    forward_only = 2 * 20 * 5 + 2 * 5  # the CEM stage and GD's last iterate
+    assert hybrid.grad_calls == 4 * 2 * 5 and hybrid.predictor_calls - hybrid.grad_calls == forward_only
+    assert flops_per_replan(PointMass(), hybrid) == 4.0 * (forward_only + 3 * hybrid.grad_calls)
 
 
 def test_sampling_planner_is_fast_under_inference_mode():

@@ -32,6 +32,7 @@ def test_encode_carries_proprio_and_attributes():
     z = wm.encode(pixels, proprio)
     assert z.shape == (3, *wm.latent_shape) == (3, 4, 19)
     assert wm.visual_dim == 16 and wm.frameskip == FS and wm.action_dim == A and wm.history == 2
+    assert wm.flops_per_step() == wm.predictor.flops_per_step() > 0  # what MPC records and benchmarks count
     torch.testing.assert_close(z[:, 2, 16:], torch.as_tensor(proprio) / 2.0)
     torch.testing.assert_close(wm.proprio_of(z), torch.as_tensor(proprio))
     with pytest.raises(ValueError, match="proprio"):

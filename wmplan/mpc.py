@@ -226,7 +226,7 @@ class MPCController:
             predictor_calls=result.predictor_calls, objective_calls=result.objective_calls,
             cost=first(out.total), violation=first(out.violation), terms={k: first(v) for k, v in out.terms.items()},
             positions=positions, history=result.history.cpu().numpy(),
-            flops=flops_per_replan(self.wm, result, self.planner.needs_grad))
+            flops=flops_per_replan(self.wm, result))
 
     @property
     def last_plan(self) -> Optional[PlanResult]:

@@ -158,6 +158,10 @@ class WorldModel(nn.Module):
         z_pred = cached_rollout(self.predictor, z_win, candidates, a_win)  # [B, S, H, N, D]
         return z_pred if actions.ndim == 4 else z_pred[:, 0]
 
+    def flops_per_step(self) -> int:
+        """Predictor FLOPs of one predicted step for one candidate (`Predictor.flops_per_step`)."""
+        return self.predictor.flops_per_step()
+
     # ------------------------------------------------------------------ checkpoints
     def meta(self) -> dict:
         """What the checkpoint was made for; `load` compares it with what the caller expects."""

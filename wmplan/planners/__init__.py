@@ -58,15 +58,16 @@ def make_planner(name: str, device: str = "cpu", **cfg) -> Planner:
     return planner_cls(config_cls(**{**defaults, **cfg}), device=device)
 
 
-def replan_report(world_model, result: PlanResult, gradient: bool = False, peak_gflops: float | None = None) -> dict:
+def replan_report(world_model, result: PlanResult, peak_gflops: float | None = None) -> dict:
     """Benchmark numbers for one re-plan: candidate-steps, wall time, FLOPs, GFLOP/s, share of peak.
 
-    FLOPs come from ``world_model.flops_per_step()`` x candidate-steps (x3 for gradient planners);
+    FLOPs come from ``world_model.flops_per_step()`` x candidate-steps (x3 for those also run backward);
     they are None when the model does not report its cost.
     """
-    flops = flops_per_replan(world_model, result, gradient)
+    flops = flops_per_replan(world_model, result)
     report = {
         "predictor_calls": result.predictor_calls,
+        "grad_calls": result.grad_calls,
         "objective_calls": result.objective_calls,
         "wall_time_s": result.wall_time,
         "flops": flops,

@@ -58,6 +58,7 @@ class PlanResult:
         violation: ``[B]`` its constraint violation (0 = predicted feasible).
         history: ``[I, B]`` best total cost found so far after each of I iterations.
         predictor_calls: candidate-steps evaluated, sum over objective calls of B*N*H.
+        grad_calls: the part of `predictor_calls` evaluated with autograd recording (gradient steps).
         objective_calls: number of objective evaluations (batched calls).
         wall_time: seconds spent in `plan`.
         elites: ``[B, K, H, A]`` final elite set (sampling planners) for the next warm start, or None.
@@ -68,6 +69,7 @@ class PlanResult:
     violation: torch.Tensor
     history: torch.Tensor
     predictor_calls: int = 0
+    grad_calls: int = 0
     objective_calls: int = 0
     wall_time: float = 0.0
     elites: Optional[torch.Tensor] = None
@@ -86,6 +88,7 @@ class Problem:
     init_elites: Optional[torch.Tensor]  # [B, K, H, A] or None
     generator: torch.Generator | list  # one generator, or one per environment
     predictor_calls: int = 0
+    grad_calls: int = 0  # candidate-steps evaluated with autograd recording
     objective_calls: int = 0
 
     @property
@@ -110,6 +113,8 @@ class Problem:
             if tuple(t.shape) != (B, N):
                 raise ValueError(f"objective {name} must have shape [B, N] = {[B, N]}, got {list(t.shape)}")
         self.predictor_calls += B * N * H
+        if torch.is_grad_enabled() and actions.requires_grad:
+            self.grad_calls += B * N * H
         self.objective_calls += 1
         return out
 
@@ -168,6 +173,7 @@ class Planner:
         problem = self._problem(objective, batch_size, horizon, action_low, action_high, init, generator, init_elites)
         result = self._optimise(problem)
         result.predictor_calls, result.objective_calls = problem.predictor_calls, problem.objective_calls
+        result.grad_calls = problem.grad_calls
         result.wall_time = time.perf_counter() - start
         return result
 
@@ -288,13 +294,14 @@ def colored_noise(shape: tuple, beta: float, generator, device=None) -> torch.Te
     return (noise / sigma).transpose(-1, -2).contiguous()  # [..., H, A]
 
 
-def flops_per_replan(world_model, result: PlanResult, gradient: bool = False) -> Optional[float]:
+def flops_per_replan(world_model, result: PlanResult) -> Optional[float]:
     """FLOPs spent in the predictor for one re-plan: ``flops_per_step() x candidate-steps``.
 
-    Backward through the model costs about twice the forward, so gradient planners count x3.
+    Candidate-steps evaluated with autograd recording (`PlanResult.grad_calls`) also run backward,
+    which costs about twice the forward, so they count x3; CEM-GD's sampling stage counts x1.
     Returns None when the model does not report `flops_per_step()`.
     """
     per_step = getattr(world_model, "flops_per_step", None)
     if per_step is None:
         return None
-    return float(per_step()) * result.predictor_calls * (3.0 if gradient else 1.0)
+    return float(per_step()) * (result.predictor_calls + 2 * result.grad_calls)

@@ -75,11 +75,13 @@ class GDPlanner(Planner):
             u = ((starts.clone() - centre) / half).requires_grad_(True)  # [B, S, H, A] in [-1, 1]
             m, v = torch.zeros_like(u), torch.zeros_like(u)  # Adam moments, written out: no optimiser object
             for step in range(cfg.iterations + 1):
+                last = step == cfg.iterations  # the last iterate is evaluated, not stepped: no graph
                 actions = centre + half * u
-                out = problem.evaluate(actions)
+                with torch.set_grad_enabled(not last):
+                    out = problem.evaluate(actions)
                 best.update(actions, out)
-                if step == cfg.iterations:
-                    break  # the last iterate is evaluated, not stepped
+                if last:
+                    break
                 loss = (out.total + cfg.violation_weight * out.violation).sum()  # candidates are independent
                 # autograd.grad, not backward: the world model's parameters get no .grad
                 (grad,) = torch.autograd.grad(loss, u)
