@@ -1,0 +1,30 @@
+"""experiments/make_results.py: docs are generated from result files, never typed."""
+
+import json
+
+from experiments.make_results import main
+
+
+def speed_file(path, median):
+    path.write_text(json.dumps({
+        "env": "maze", "guardrail": True, "route": True, "target_s": 0.25,
+        "hardware": {"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "torch": "2.13.0+cpu"},
+        "rows": [{"planner": "icem", "settings": {"num_samples": 48}, "replans": 18, "median_s": median,
+                  "p90_s": median * 1.1, "predictor_calls": 1440.0, "gflop_per_replan": 6.64,
+                  "achieved_gflops": 40.0, "meets_target": median <= 0.25}]}))
+
+
+def test_speed_table_is_written_between_the_readme_markers(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    speed_file(results / "maze_planner_speed_icem48.json", 0.155)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- speed:start -->\nold table\n<!-- speed:end -->\noutro\n")
+    assert main(["--results", str(results), "--readme", str(readme), "--out", str(tmp_path / "RESULTS.md")]) == 0
+    text = readme.read_text()
+    row = "| maze | icem | num_samples=48 | goal + route + keep-out | 0.155 | 0.171 | 6.64 | 40.0 | yes |"
+    assert "old table" not in text and row in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert row in (tmp_path / "RESULTS.md").read_text() and "Test CPU, 2 cores" in text
+    speed_file(results / "maze_planner_speed_icem48.json", 0.3)  # a slower re-measurement replaces the row
+    main(["--results", str(results), "--readme", str(readme), "--out", str(tmp_path / "RESULTS.md")])
+    assert "| 0.300 | 0.330 | 6.64 | 40.0 | no |" in readme.read_text() and row not in readme.read_text()
