@@ -22,6 +22,7 @@ import torch
 import envs
 from envs.pusht import AGENT_RADIUS, inside_t
 from wmplan.bench import REPO_ROOT, load_spec
+from wmplan.costs import CostContext, GoalEnergy
 from wmplan.world_model import WorldModel
 from wmplan.evaluate import make_tasks
 
@@ -35,7 +36,10 @@ def _latent(env, wm, state) -> torch.Tensor:
 
 
 def _terms(z: torch.Tensor, goal: torch.Tensor, vis: int) -> dict:
-    return {"visual": float(((z[:, :vis] - goal[:, :vis]) ** 2).mean()), "proprio": float(((z[:, vis:] - goal[:, vis:]) ** 2).mean())}
+    """The benchmark's goal-energy parts (unweighted) of latent ``z [P, D]`` against ``goal [P, D]``."""
+    ctx = CostContext(torch.zeros(1, 1, 1, 1), z_pred=z[None, None, None], z_goal=goal[None])  # B = N = H = 1
+    parts = {"visual": (0, vis), "proprio": (vis, z.shape[-1])}
+    return {name: float(GoalEnergy(features=features).amount(ctx)) for name, features in parts.items()}
 
 
 def split(env, wm, tasks) -> list[dict]:
