@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from wmplan.costs import (
-    ActionBounds, ActionRate, CostContext, CostSum, DataSupport, GoalEnergy, KeepOut, Workspace, probe_readout,
+    ActionBounds, ActionRate, CostContext, CostSum, DataSupport, GoalEnergy, KeepOut, ReadoutGoal, Workspace,
+    probe_readout,
 )
 
 torch.set_num_threads(1)
@@ -24,6 +25,21 @@ def test_goal_energy_l2_l1_steps_and_feature_slice():
     assert GoalEnergy(distance="l2", steps="last", features=(0, 2)).amount(c).item() == pytest.approx(1.0)
     assert GoalEnergy(distance="l1", steps="all", features=(0, 2)).amount(c).item() == pytest.approx((1 + 1) / 2)
     assert GoalEnergy(steps=[3.0, 1.0], features=(0, 2)).amount(c).item() == pytest.approx(0.75 * 2 + 0.25 * 1)
+
+
+def test_readout_goal_compares_what_the_readout_reads():
+    # the readout reads the token's 2nd and 3rd features (say, the block's xy in mm); the 1st is ignored
+    z_pred = torch.zeros(1, 2, 2, 1, 3)  # [B, N, H, P, D]
+    z_pred[0, 0, 1] = torch.tensor([50.0, 10.0, 20.0])  # candidate 0 ends 10 mm / 20 mm off, far in feature 0
+    z_pred[0, 1, 1] = torch.tensor([0.0, 0.0, 40.0])  # candidate 1 ends 40 mm off in y only
+    z_goal = torch.zeros(1, 1, 3)
+    c = ctx(torch.zeros(1, 2, 2, 1), z_pred, z_goal)
+    term = ReadoutGoal(lambda z: z[..., 0, 1:], scale=10.0)
+    torch.testing.assert_close(term.amount(c), torch.tensor([[(1 + 4) / 2, 16 / 2]]))
+    per_quantity = ReadoutGoal(lambda z: z[..., 0, 1:], scale=[10.0, 20.0], steps="all")
+    torch.testing.assert_close(per_quantity.amount(c), torch.tensor([[(1 + 1) / 2 / 2, 4 / 2 / 2]]))
+    with pytest.raises(ValueError, match="positive"):
+        ReadoutGoal(lambda z: z, scale=[1.0, 0.0])
 
 
 def test_action_guardrails():

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from wmplan.planners.base import CostOutput
 
 __all__ = [
-    "CostContext", "CostTerm", "CostSum", "GoalEnergy", "ActionBounds", "ActionRate", "KeepOut",
+    "CostContext", "CostTerm", "CostSum", "GoalEnergy", "ReadoutGoal", "ActionBounds", "ActionRate", "KeepOut",
     "Workspace", "DataSupport", "probe_readout",
 ]
 
@@ -47,7 +47,13 @@ class CostContext:
         readout = readout or self.readout
         if readout is None or self.z_pred is None:
             raise ValueError("a position guardrail needs predicted latents and a readout (probe or proprio)")
-        key = ("positions", id(readout))
+        return self.read(readout)
+
+    def read(self, readout: Callable) -> torch.Tensor:
+        """``readout(z_pred)`` ``[B, N, H, K]``, computed once per readout and context."""
+        if self.z_pred is None:
+            raise ValueError("reading quantities needs predicted latents z_pred")
+        key = ("read", id(readout))
         if key not in self.cache:
             self.cache[key] = readout(self.z_pred)
         return self.cache[key]
@@ -151,6 +157,35 @@ class GoalEnergy(CostTerm):
             z, g = z[..., slice(*self.features)], g[..., slice(*self.features)]
         loss = F.mse_loss if self.distance == "l2" else F.l1_loss  # fused: one pass over z, not three
         per_step = loss(z, g.expand_as(z), reduction="none").mean((-1, -2))  # [B, N, H]
+        return per_step @ _step_weights(per_step.shape[-1], self.steps, per_step.device)
+
+
+class ReadoutGoal(CostTerm):
+    """Squared distance between quantities read from the predicted and the goal latents.
+
+    A latent distance weighs every feature alike, so a small object that decides the task (push-T's
+    block) can count for little beside the agent. This term compares what a readout extracts
+    instead, e.g. the block's position read by the world model's probe; it stays in representation
+    space (the readout sees latents only) and is differentiable for the gradient planners.
+
+    Args:
+        readout: ``z [..., P, D] -> [..., K]``, e.g. ``probe_readout(probe, ("block_x", "block_y"))``.
+        scale: ``[K]`` (or one float) that divides each quantity's difference (units -> unitless).
+        steps: "last", "all" (uniform over the horizon) or H explicit weights.
+    """
+
+    def __init__(self, readout: Callable, name="readout_goal", weight=1.0, scale=1.0, steps="last"):
+        super().__init__(name, weight, "penalty")
+        scale = torch.as_tensor(scale, dtype=torch.float32)
+        if not bool((scale > 0).all()):
+            raise ValueError(f"scale must be positive, got {scale.tolist()}")
+        self.readout, self.scale, self.steps = readout, scale, steps
+
+    def amount(self, ctx):
+        if ctx.z_goal is None:
+            raise ValueError("ReadoutGoal needs a goal latent z_goal")
+        pred, goal = ctx.read(self.readout), self.readout(ctx.z_goal)  # [B, N, H, K], [B, K]
+        per_step = ((pred - goal[:, None, None]) / self.scale.to(pred)).pow(2).mean(-1)  # [B, N, H]
         return per_step @ _step_weights(per_step.shape[-1], self.steps, per_step.device)
 
 
