@@ -34,6 +34,7 @@ def oracle_table(results_dir: Path) -> str:
     for path in sorted(results_dir.glob("*_oracle_*.json")):
         d = json.loads(path.read_text())
         env, planner = d["env"], d["planner"] + "".join(f" {k}={v}" for k, v in sorted(d.get("overrides", {}).items()))
+        planner += " + readout goal" if d.get("readout_goal") else ""
         n = d["oracle_result"]["episodes"]
         if d.get("learned_model_same_seeds") and (env, planner, n) not in learned:
             learned[env, planner, n] = _oracle_row(env, planner, "learned world model (its benchmark episodes)",

@@ -105,9 +105,9 @@ class SimulatorModel:
         return z.reshape(M, H, *z.shape[1:])
 
 
-def _learned_episodes(env: str, planner: str, seeds: set) -> list[dict]:
-    """The learned model's benchmark episodes on the same seeds, when its results exist."""
-    path = RESULTS / "bench" / f"{env}-{planner}" / "episodes.jsonl"
+def _learned_episodes(env: str, run: str, seeds: set) -> list[dict]:
+    """The learned model's benchmark episodes on the same seeds (run `<planner>[-readout]`), when they exist."""
+    path = RESULTS / "bench" / f"{env}-{run}" / "episodes.jsonl"
     if not path.exists():
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -131,6 +131,8 @@ def main(argv=None) -> int:
     p.add_argument("--radius", type=float, default=60.0, help="state oracle: block-angle lever arm (mm)")
     p.add_argument("--planner-settings", type=planner_settings, default={},
                    help="JSON overrides of the benchmark's planner settings (results are then not comparable)")
+    p.add_argument("--readout-goal", action="store_true",
+                   help="latent oracle: add the benchmark's probe-read goal term (`wmplan bench --readout-goal`)")
     p.add_argument("--checkpoint", default=None, help="world model (default: the benchmark's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="result file; its episodes log lies in the folder of the same name")
@@ -142,19 +144,23 @@ def main(argv=None) -> int:
     wm_path = REPO_ROOT / (args.checkpoint or spec.checkpoint)
     wm = WorldModel.load(wm_path)
     model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
-    agent, settings = build_agent(spec, model, args.planner, env.action_space, **args.planner_settings)
+    agent, settings = build_agent(spec, model, args.planner, env.action_space, readout_goal=args.readout_goal,
+                                  **args.planner_settings)
     cfg = dataclasses.replace(spec.eval, episodes=args.episodes, keep_out=spec.keep_out)  # as `wmplan bench` does
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
-    out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{args.planner}.json"
+    run = args.planner + ("-readout" if args.readout_goal else "")
+    out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}.json"
     fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, _file_hash(wm_path),
-                               dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, dataclasses.asdict(spec.mpc))
+                               dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, dataclasses.asdict(spec.mpc),
+                               *([dataclasses.asdict(spec.readout_goal)] if args.readout_goal else []))
     log_dir = out.with_suffix("")  # episodes.jsonl: an interrupted run resumes without redoing episodes
     episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
                         fingerprint=fingerprint, progress=not args.quiet)
     seeds = {t.seed for t in tasks}
-    learned = [] if args.planner_settings or args.checkpoint else _learned_episodes(args.env, args.planner, seeds)
+    learned = [] if args.planner_settings or args.checkpoint else _learned_episodes(args.env, run, seeds)
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
               "overrides": args.planner_settings,
+              "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,
               "radius_mm": args.radius if args.oracle == "state" else None,
               "protocol": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc), "hardware": hardware(),
               "oracle_result": _summary(episodes),

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every benchmark behind experiments/RESULTS.md (resumable: re-run to continue), then the tables.
 #   bash experiments/run_benchmarks.sh [ENV:PLANNER ...]   # default: the list below, in this order
-# Each run writes experiments/results/bench/<env>-<planner>[-route][-keepout]/{summary.json,episodes.csv,...}.
-# PLANNER "<planner>[+route][+keepout]" (e.g. cem+route+keepout) adds the route energy and/or the
-# keep-out guardrail, on the same episodes as the plain planner. PLANNER "icem-48" is iCEM with a smaller budget (48 samples, 6 elites): the
+# Each run writes experiments/results/bench/<env>-<planner>[-route][-readout][-keepout]/{summary.json,...}.
+# PLANNER "<planner>[+route][+readout][+keepout]" (e.g. cem+route+keepout) adds the route energy, the
+# probe-read goal term (--readout-goal) and/or the keep-out guardrail, on the same episodes as the
+# plain planner. PLANNER "icem-48" is iCEM with a smaller budget (48 samples, 6 elites): the
 # speed point under the 0.25 s re-plan target (issue 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ for run in $RUNS; do
   env=${run%%:*} name=${run#*:} settings='{}' flags=()
   planner=${name%%+*}
   [[ "$name" != *+route* ]] || flags+=(--route)
+  [[ "$name" != *+readout* ]] || flags+=(--readout-goal)
   [[ "$name" != *+keepout* ]] || flags+=(--guardrail)
   if [ "$planner" = icem-48 ]; then planner=icem settings='{"num_samples": 48, "num_elites": 6}'; fi
   wmplan bench --env "$env" --planner "$planner" --planner-settings "$settings" ${flags[@]+"${flags[@]}"} --threads "$THREADS" \

@@ -14,7 +14,8 @@ def rng():
     return np.random.default_rng(0)
 
 
-def tiny_world_model(env="pusht", image_size=64, action_dim=2, proprio_dim=4, frameskip=5, history=2, seed=0):
+def tiny_world_model(env="pusht", image_size=64, action_dim=2, proprio_dim=4, frameskip=5, history=2, seed=0,
+                     probe_names=("agent_x", "agent_y")):
     """A tiny random world model (random ViT, random predictor, probe) standing in for a trained one."""
     from wmplan.encoders import ViTConfig, ViTEncoder
     from wmplan.predictor import Predictor, PredictorConfig
@@ -24,7 +25,7 @@ def tiny_world_model(env="pusht", image_size=64, action_dim=2, proprio_dim=4, fr
     enc = ViTEncoder(ViTConfig(image_size=image_size, patch_size=16, embed_dim=16, depth=1, num_heads=2, pool_grid=2), seed=seed)
     cfg = PredictorConfig(history=history, frameskip=frameskip, width=16, depth=1, num_heads=2)
     pred = Predictor(cfg, num_tokens=4, latent_dim=16 + proprio_dim, action_dim=action_dim, proprio_dim=proprio_dim, seed=seed)
-    probe = Probe(4, 16 + proprio_dim, ["agent_x", "agent_y"], seed=seed)
+    probe = Probe(4, 16 + proprio_dim, list(probe_names), seed=seed)
     mean, std = np.full(proprio_dim, 256.0), np.full(proprio_dim, 100.0)
     return WorldModel(enc, pred, env, image_size, action_dim, mean, std, probe=probe).eval()
 

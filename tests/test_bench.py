@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from conftest import tiny_world_model
 from wmplan.cli import main
 from wmplan.results import wilson_interval
 
@@ -55,6 +56,22 @@ def test_bench_with_keep_out_guardrail_reports_violations(tmp_path, tiny_pusht_c
                  str(tiny_pusht_checkpoint), "--out", str(out), "--quiet"]) == 0
     row = json.loads((out / "summary.json").read_text())["row"]
     assert row["planner"] == "cem + keep-out" and 0.0 <= row["keep_out_fraction"] <= 1.0
+
+
+def test_bench_with_readout_goal_scores_the_probe_read_block(tmp_path, capsys):
+    out, checkpoint = tmp_path / "r", tmp_path / "wm.pt"
+    tiny_world_model(probe_names=("agent_x", "agent_y", "block_x", "block_y")).save(checkpoint)
+    args = ["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--readout-goal", "--checkpoint",
+            str(checkpoint), "--out", str(out), "--quiet"]
+    assert main([*args, "--readout-goal-weight", "0.5"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["row"]["planner"] == "cem + readout goal"
+    assert summary["readout_goal"] == {"names": ["block_x", "block_y"], "scale": 50.0, "weight": 0.5}
+    capsys.readouterr()
+    assert main([a for a in args if a != "--readout-goal"] + ["--readout-goal-weight", "0.5"]) == 2
+    assert "needs --readout-goal" in capsys.readouterr().err
+    assert main(["bench", "--env", "maze", "--readout-goal", "--episodes", "1", "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert "maze has no readout goal configured" in capsys.readouterr().err
 
 
 def test_bench_with_route_energy_and_keep_out_on_the_maze(tmp_path, capsys):

@@ -20,7 +20,7 @@ from wmplan.evaluate import EvalConfig, KeepOutRegion, evaluate, make_tasks
 from wmplan.mpc import MPCConfig
 from wmplan.results import hardware, markdown_table, summarize, write_results
 
-__all__ = ["BenchSpec", "RouteSpec", "load_spec", "build_agent", "run_bench", "REPO_ROOT"]
+__all__ = ["BenchSpec", "RouteSpec", "ReadoutGoalSpec", "load_spec", "build_agent", "run_bench", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +32,15 @@ class RouteSpec:
     graph: str  # route graph file (`wmplan route-graph`), relative to the repo root or absolute
     weight: float = 1.0  # relative to the visual goal energy's weight of 1
     reach: float | None = None  # longest straight leg, env units (None: 2.5 x node spacing)
+
+
+@dataclass(frozen=True)
+class ReadoutGoalSpec:
+    """The probe-read goal term (`wmplan.costs.ReadoutGoal`) an env's benchmark adds with ``--readout-goal``."""
+
+    names: tuple  # probe outputs compared with the goal's, e.g. ("block_x", "block_y")
+    scale: float | tuple = 1.0  # divides each difference (env units -> unitless)
+    weight: float = 1.0  # relative to the visual goal energy's weight of 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class BenchSpec:
     goal_steps: str = "all"  # goal energy on every predicted step ("all") or the last one ("last")
     proprio_weight: float = 0.1  # weight of the proprio part of the goal energy (visual part: 1)
     route: RouteSpec | None = None  # route energy for `--route` (needs a probe)
+    readout_goal: ReadoutGoalSpec | None = None  # probe-read goal term for `--readout-goal` (needs a probe)
 
 
 def load_spec(env: str) -> BenchSpec:
@@ -64,22 +74,28 @@ def load_spec(env: str) -> BenchSpec:
     return module.BENCH
 
 
-def _costs(spec: BenchSpec, wm, guardrail: bool, route: bool = False):
-    from wmplan.costs import ActionBounds, GoalEnergy, KeepOut, probe_readout
+def _costs(spec: BenchSpec, wm, guardrail: bool, route: bool = False, readout_goal: bool = False):
+    from wmplan.costs import ActionBounds, GoalEnergy, KeepOut, ReadoutGoal, probe_readout
 
     vis, dim = wm.visual_dim, wm.latent_shape[1]
     terms = [GoalEnergy(steps=spec.goal_steps, features=(0, vis)), ActionBounds()]
     if dim > vis and spec.proprio_weight > 0:
         terms.append(GoalEnergy(name="goal_proprio", weight=spec.proprio_weight, steps=spec.goal_steps, features=(vis, dim)))
-    if not (guardrail or route):
+    if not (guardrail or route or readout_goal):
         return terms, None
     if guardrail and spec.keep_out is None:
         raise ValueError(f"{spec.env} has no keep-out region configured")
     if route and spec.route is None:
         raise ValueError(f"{spec.env} has no route graph configured (BenchSpec.route)")
-    if wm.probe is None:
-        raise ValueError("the keep-out guardrail and the route energy read positions with a probe; "
+    if readout_goal and spec.readout_goal is None:
+        raise ValueError(f"{spec.env} has no readout goal configured (BenchSpec.readout_goal)")
+    if getattr(wm, "probe", None) is None:
+        raise ValueError("the keep-out guardrail, the route energy and the readout goal read the latents with a probe; "
                          "use a checkpoint with one (`wmplan train` fits it)")
+    if readout_goal:
+        rg = spec.readout_goal
+        terms.append(ReadoutGoal(probe_readout(wm.probe, rg.names), name="readout_goal", weight=rg.weight,
+                                 scale=rg.scale, steps=spec.goal_steps))
     readout = probe_readout(wm.probe, ("agent_x", "agent_y"))
     region = spec.keep_out
     if guardrail:
@@ -94,14 +110,14 @@ def _costs(spec: BenchSpec, wm, guardrail: bool, route: bool = False):
 
 
 def build_agent(spec: BenchSpec, wm, planner: str, action_space, guardrail: bool = False, route: bool = False,
-                **planner_cfg):
+                readout_goal: bool = False, **planner_cfg):
     """An `MPCAgent` for `spec` with the env's planner defaults plus `planner_cfg` overrides; `guardrail`
-    adds the keep-out constraint, `route` the route energy."""
+    adds the keep-out constraint, `route` the route energy, `readout_goal` the probe-read goal term."""
     from agents.mpc_agent import MPCAgent
     from wmplan.planners import make_planner
 
     settings = {**spec.planners.get(planner, {}), **planner_cfg}
-    terms, readout = _costs(spec, wm, guardrail, route)
+    terms, readout = _costs(spec, wm, guardrail, route, readout_goal)
     plan = make_planner(planner, device=str(wm.device), **settings)
     return MPCAgent(wm, plan, terms, spec.mpc, action_space=action_space, readout=readout), settings
 
@@ -128,7 +144,7 @@ def _save_gif(path: Path, frames) -> None:
 
 def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = None, checkpoint: str | None = None,
               guardrail: bool = False, device: str = "cpu", progress: bool = True, seed: int | None = None,
-              route: bool = False, **planner_cfg) -> dict:
+              route: bool = False, readout_goal: bool = False, **planner_cfg) -> dict:
     """Run one (env, planner) benchmark and write its result files. Returns the summary dict."""
     import envs
     from wmplan.world_model import WorldModel
@@ -139,7 +155,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     ckpt = _resolve(checkpoint or spec.checkpoint)
     wm = WorldModel.load(ckpt, device=device, env=envs.entry(spec.env).name, image_size=env.image_size,
                          action_dim=env.action_space.shape[0])
-    agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, **planner_cfg)
+    agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, readout_goal, **planner_cfg)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(out_dir)
     fingerprint = _fingerprint(spec.env, planner, settings, _file_hash(ckpt), guardrail,
@@ -147,17 +163,19 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
                                {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("episodes", "videos")},
                                dataclasses.asdict(spec.mpc),  # the episode count may grow on resume
                                *([spec.keep_out_margin] if guardrail else []),
-                               *([dataclasses.asdict(spec.route), _file_hash(spec.route.graph)] if route else []))
+                               *([dataclasses.asdict(spec.route), _file_hash(spec.route.graph)] if route else []),
+                               *([dataclasses.asdict(spec.readout_goal)] if readout_goal else []))
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
     label = (planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + route" if route else "")
-             + (" + keep-out" if guardrail else ""))
+             + (" + readout goal" if readout_goal else "") + (" + keep-out" if guardrail else ""))
     row = {"env": spec.env, "planner": label,
            **summarize(records, spec.metric_keys)}
     summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},
                "planner_settings": settings, "checkpoint": str(ckpt), "guardrail": guardrail,
                **({"keep_out_margin": spec.keep_out_margin} if guardrail else {}),
                **({"route": dataclasses.asdict(spec.route)} if route else {}),
+               **({"readout_goal": dataclasses.asdict(spec.readout_goal)} if readout_goal else {}),
                "protocol": f"{cfg.episodes} seeded episodes, {cfg.budget} env steps each, goals: {cfg.goal_source}"
                            + (f" k={cfg.goal_offset}" if cfg.goal_source != "env" else "")
                            + "; success judged by the simulator at the end of the budget",

@@ -2,7 +2,7 @@
 budget, success = DINO-WM's state criterion judged by the simulator at the end of the budget)."""
 
 from experiments.configs import CPU_PLANNERS
-from wmplan.bench import BenchSpec
+from wmplan.bench import BenchSpec, ReadoutGoalSpec
 from wmplan.evaluate import EvalConfig, KeepOutRegion
 from wmplan.mpc import MPCConfig
 
@@ -14,4 +14,7 @@ BENCH = BenchSpec(
     planners=CPU_PLANNERS,
     metric_keys=("coverage", "block_pos_error", "block_angle_error"),
     keep_out=KeepOutRegion(x=150.0, y=350.0, radius=60.0),
+    # `--readout-goal`: the block position the probe reads from the latents, per 50 mm, weight 3 (about
+    # the proprio term's size at a task's start); the block angle is left out: the probe cannot read it
+    readout_goal=ReadoutGoalSpec(names=("block_x", "block_y"), scale=50.0, weight=3.0),
 )

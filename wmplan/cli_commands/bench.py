@@ -20,6 +20,9 @@ def add_arguments(p):
     p.add_argument("--guardrail", action="store_true", help="add the env's keep-out guardrail as a constraint")
     p.add_argument("--route", action="store_true",
                    help="add the route energy: distance-to-go along the env's route graph (`wmplan route-graph`)")
+    p.add_argument("--readout-goal", action="store_true",
+                   help="add the env's probe-read goal term (e.g. push-T's block position read from the latents)")
+    p.add_argument("--readout-goal-weight", type=float, default=None, help="override that term's weight")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
@@ -52,10 +55,14 @@ def run(args) -> int:
     spec = load_spec(args.env)
     overrides = {k: v for k, v in (("proprio_weight", args.proprio_weight), ("goal_steps", args.goal_steps)) if v is not None}
     spec = dataclasses.replace(spec, **overrides)
-    out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-route' if args.route else ''}{'-keepout' if args.guardrail else ''}"
+    if args.readout_goal_weight is not None:
+        if spec.readout_goal is None or not args.readout_goal:
+            raise ValueError("--readout-goal-weight needs --readout-goal and an env with a readout goal configured (pusht)")
+        spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, weight=args.readout_goal_weight))
+    out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-route' if args.route else ''}{'-readout' if args.readout_goal else ''}{'-keepout' if args.guardrail else ''}"
     summary = run_bench(spec, args.planner, out, episodes=args.episodes, checkpoint=args.checkpoint,
                         guardrail=args.guardrail, device=args.device, progress=not args.quiet, seed=args.seed,
-                        route=args.route, **args.planner_settings)
+                        route=args.route, readout_goal=args.readout_goal, **args.planner_settings)
     print_summary(summary)
     print(f"results: {out}/summary.json, {out}/episodes.csv; videos: {out}/videos/")
     return 0
