@@ -24,7 +24,8 @@ SCORERS = {"latent": "simulator + frozen encoder (latent oracle)", "state": "sim
 def _oracle_row(env: str, planner: str, scorer: str, r: dict, replan: str) -> str:
     m = r["metrics"]
     cells = [f"{m[k]:.3f}" if k in m else "" for k in ("block_pos_error", "block_angle_error", "state_error")]
-    return (f"| {env} | {planner} | {scorer} | {r['success']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | "
+    block = f"{m['success_block']:.2f}" if "success_block" in m else ""
+    return (f"| {env} | {planner} | {scorer} | {r['success']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | {block} | "
             + " | ".join(cells) + f" | {replan} | {r['episodes']} |")
 
 
@@ -43,8 +44,8 @@ def oracle_table(results_dir: Path) -> str:
         rows.append(_oracle_row(env, planner, SCORERS[d["oracle"]], d["oracle_result"], f"{median:.1f}"))
     if not rows:
         return ""
-    head = ["| env | planner | candidates scored by | success [95% CI] | block pos. error (mm) | block angle error (rad) | state error (mm) | "
-            "re-plan median (s) | episodes |", "|---|---|---|---|---|---|---|---|---|"]
+    head = ["| env | planner | candidates scored by | success [95% CI] | block-only success | block pos. error (mm) | "
+            "block angle error (rad) | state error (mm) | re-plan median (s) | episodes |", "|---|---|---|---|---|---|---|---|---|---|"]
     note = ("Same seeded tasks, budget, MPC settings, planner budget and success test as the benchmark; only what scores "
             "the candidates changes. The oracles peek at the simulator by design: upper bounds, never benchmark rows "
             "(`experiments/oracle_planning.py`).")
