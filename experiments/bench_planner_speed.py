@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     rows = [measure(spec, wm, env, name, tasks, args.replans, args.planner_settings, args.guardrail, args.route)
             for name in args.planners.split(",")]
     result = {"env": args.env, "guardrail": args.guardrail, "route": args.route,
-              "flops_per_step": wm.predictor.flops_per_step(), "target_s": TARGET_S,
+              "flops_per_step": wm.flops_per_step(), "target_s": TARGET_S,
               "hardware": hardware(), "rows": rows}
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"{args.env}_planner_speed.json"
     out.write_text(json.dumps(result, indent=2))

@@ -35,7 +35,7 @@ def oracle_table(results_dir: Path) -> str:
     for path in sorted(results_dir.glob("*_oracle_*.json")):
         d = json.loads(path.read_text())
         env, planner = d["env"], d["planner"] + "".join(f" {k}={v}" for k, v in sorted(d.get("overrides", {}).items()))
-        planner += " + readout goal" if d.get("readout_goal") else ""
+        planner += f" + readout goal w={d['readout_goal']['weight']:g}" if d.get("readout_goal") else ""
         n = d["oracle_result"]["episodes"]
         if d.get("learned_model_same_seeds") and (env, planner, n) not in learned:
             learned[env, planner, n] = _oracle_row(env, planner, "learned world model (its benchmark episodes)",
@@ -79,8 +79,8 @@ def env_tables(results_dir: Path) -> str:
     """Markdown sections for the other measurements (envs, planner speed, world-model diagnostics)."""
     parts = []
     for path in sorted(results_dir.glob("*.json")):
-        if "_oracle_" in path.stem:
-            continue  # summarised by oracle_table; per-episode records stay in the file
+        if "_oracle_" in path.stem or "_planner_speed" in path.stem:
+            continue  # summarised by oracle_table / speed_table; the full records stay in the files
         data = json.loads(path.read_text())
         parts += [f"### {path.stem}", "", "```json", json.dumps(data, indent=1, sort_keys=True)[:4000], "```", ""]
     return "\n".join(parts)

@@ -17,7 +17,7 @@ Only the model that scores candidates changes:
   A perfect model *and* a perfect energy: what is left is the planner and its horizon.
 
 Sampling planners only (the simulator has no gradients). Writes
-experiments/results/<env>_oracle_<oracle>_<planner>.json with the learned model's benchmark
+experiments/results/<env>_oracle_<oracle>_<planner>[-readout].json with the learned model's benchmark
 episodes on the same seeds beside it when they exist; episodes are logged as they finish in the
 folder of the same name, and a re-run resumes from that log.
 """
@@ -105,10 +105,13 @@ class SimulatorModel:
         return z.reshape(M, H, *z.shape[1:])
 
 
-def _learned_episodes(env: str, run: str, seeds: set) -> list[dict]:
-    """The learned model's benchmark episodes on the same seeds (run `<planner>[-readout]`), when they exist."""
+def _learned_episodes(env: str, run: str, seeds: set, readout_goal: dict | None = None) -> list[dict]:
+    """The learned model's benchmark episodes on the same seeds (run `<planner>[-readout]`, with the same
+    readout goal), when they exist."""
     path = RESULTS / "bench" / f"{env}-{run}" / "episodes.jsonl"
-    if not path.exists():
+    summary = path.with_name("summary.json")
+    wanted = json.loads(json.dumps(readout_goal))  # as summary.json stores it (tuples become lists)
+    if not path.exists() or not summary.exists() or json.loads(summary.read_text()).get("readout_goal") != wanted:
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in rows if r.get("seed") in seeds]
@@ -138,6 +141,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="result file; its episodes log lies in the folder of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.readout_goal and args.oracle != "latent":
+        p.error("--readout-goal needs --oracle latent (the state oracle has no latents for the probe to read)")
     torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
     env = envs.make(spec.env, **spec.env_kwargs)
@@ -157,7 +162,8 @@ def main(argv=None) -> int:
     episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
                         fingerprint=fingerprint, progress=not args.quiet)
     seeds = {t.seed for t in tasks}
-    learned = [] if args.planner_settings or args.checkpoint else _learned_episodes(args.env, run, seeds)
+    learned = [] if args.planner_settings or args.checkpoint else _learned_episodes(
+        args.env, run, seeds, dataclasses.asdict(spec.readout_goal) if args.readout_goal else None)
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
               "overrides": args.planner_settings,
               "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,

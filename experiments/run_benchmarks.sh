@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-1}
-RUNS=${*:-pusht:cem pusht:cem+keepout pusht:gd maze:cem maze:cem+keepout maze:gd chips:cem chips:gd pusht:icem pusht:mppi pusht:cem-gd maze:icem maze:mppi maze:cem-gd maze:mppi+keepout maze:icem-48 maze:cem+route maze:gd+route maze:cem+route+keepout maze:mppi+route+keepout}
+RUNS=${*:-pusht:cem pusht:cem+keepout pusht:gd maze:cem maze:cem+keepout maze:gd chips:cem chips:gd pusht:icem pusht:mppi pusht:cem-gd maze:icem maze:mppi maze:cem-gd maze:mppi+keepout maze:icem-48 maze:cem+route maze:gd+route maze:cem+route+keepout maze:mppi+route+keepout pusht:cem+readout}
 for run in $RUNS; do
   env=${run%%:*} name=${run#*:} settings='{}' flags=()
   planner=${name%%+*}

@@ -65,12 +65,17 @@ def test_bench_with_readout_goal_scores_the_probe_read_block(tmp_path, capsys):
             str(checkpoint), "--out", str(out), "--quiet"]
     assert main([*args, "--readout-goal-weight", "0.5"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["row"]["planner"] == "cem + readout goal"
+    assert summary["row"]["planner"] == "cem + readout goal w=0.5"
     assert summary["readout_goal"] == {"names": ["block_x", "block_y"], "scale": 50.0, "weight": 0.5}
+    first = (out / "episodes.jsonl").read_text()
+    assert main(args) == 0  # the config's weight (3) in the same folder: the 0.5 episode is set aside, not reused
+    assert json.loads((out / "summary.json").read_text())["row"]["planner"] == "cem + readout goal w=3"
+    assert (out / "episodes.superseded.jsonl").read_text() == first
     capsys.readouterr()
     assert main([a for a in args if a != "--readout-goal"] + ["--readout-goal-weight", "0.5"]) == 2
     assert "needs --readout-goal" in capsys.readouterr().err
-    assert main(["bench", "--env", "maze", "--readout-goal", "--episodes", "1", "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert main(["bench", "--env", "maze", "--readout-goal", "--readout-goal-weight", "1", "--episodes", "1",
+                 "--out", str(tmp_path / "m"), "--quiet"]) == 2
     assert "maze has no readout goal configured" in capsys.readouterr().err
 
 

@@ -28,16 +28,23 @@ def test_goal_energy_l2_l1_steps_and_feature_slice():
 
 
 def test_readout_goal_compares_what_the_readout_reads():
-    # the readout reads the token's 2nd and 3rd features (say, the block's xy in mm); the 1st is ignored
-    z_pred = torch.zeros(1, 2, 2, 1, 3)  # [B, N, H, P, D]
+    # the readout reads the token's 2nd and 3rd features (say, the block's xy in mm); the 1st is ignored.
+    # Two environments with different goals: env 1's candidates are env 0's, shifted by its goal.
+    goals = torch.tensor([[0.0, 0.0, 0.0], [7.0, 100.0, -50.0]])
+    z_pred = torch.zeros(2, 2, 2, 1, 3)  # [B, N, H, P, D]
     z_pred[0, 0, 1] = torch.tensor([50.0, 10.0, 20.0])  # candidate 0 ends 10 mm / 20 mm off, far in feature 0
     z_pred[0, 1, 1] = torch.tensor([0.0, 0.0, 40.0])  # candidate 1 ends 40 mm off in y only
-    z_goal = torch.zeros(1, 1, 3)
-    c = ctx(torch.zeros(1, 2, 2, 1), z_pred, z_goal)
+    z_pred[1] = z_pred[0] + goals[1]
+    c = ctx(torch.zeros(2, 2, 2, 1), z_pred, goals[:, None])  # z_goal [B, P, D]
     term = ReadoutGoal(lambda z: z[..., 0, 1:], scale=10.0)
-    torch.testing.assert_close(term.amount(c), torch.tensor([[(1 + 4) / 2, 16 / 2]]))
+    expected = torch.tensor([(1 + 4) / 2, 16 / 2])
+    torch.testing.assert_close(term.amount(c), torch.stack([expected, expected]))
     per_quantity = ReadoutGoal(lambda z: z[..., 0, 1:], scale=[10.0, 20.0], steps="all")
-    torch.testing.assert_close(per_quantity.amount(c), torch.tensor([[(1 + 1) / 2 / 2, 4 / 2 / 2]]))
+    expected = torch.tensor([(1 + 1) / 2 / 2, 4 / 2 / 2])  # "all": the first step is at the goal in both envs
+    torch.testing.assert_close(per_quantity.amount(c), torch.stack([expected, expected]))
+    # a term that ignored the goals (or used env 0's for both) would charge env 1 its goal's distance
+    swapped = ctx(torch.zeros(2, 2, 2, 1), z_pred, goals.flip(0)[:, None])
+    assert (term.amount(swapped) > 50).all()
     with pytest.raises(ValueError, match="positive"):
         ReadoutGoal(lambda z: z, scale=[1.0, 0.0])
 

@@ -82,6 +82,14 @@ def test_oracle_refuses_an_unknown_kind(pusht):
         SimulatorModel(tiny_world_model(), envs.make("maze"), envs.make("maze"), "state")
 
 
+def test_oracle_readout_goal_needs_the_latent_oracle(capsys):
+    from experiments.oracle_planning import main
+
+    with pytest.raises(SystemExit):  # argparse's usage error, before any model is loaded
+        main(["--oracle", "state", "--readout-goal"])
+    assert "--readout-goal needs --oracle latent" in capsys.readouterr().err
+
+
 def test_energy_split_scores_the_made_up_states_against_the_goal(pusht):
     from experiments.energy_split import split
     from wmplan.evaluate import Task

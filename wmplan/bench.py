@@ -168,7 +168,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
     label = (planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + route" if route else "")
-             + (" + readout goal" if readout_goal else "") + (" + keep-out" if guardrail else ""))
+             + (f" + readout goal w={spec.readout_goal.weight:g}" if readout_goal else "") + (" + keep-out" if guardrail else ""))
     row = {"env": spec.env, "planner": label,
            **summarize(records, spec.metric_keys)}
     summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},
