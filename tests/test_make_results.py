@@ -28,3 +28,19 @@ def test_speed_table_is_written_between_the_readme_markers(tmp_path):
     speed_file(results / "maze_planner_speed_icem48.json", 0.3)  # a slower re-measurement replaces the row
     main(["--results", str(results), "--readme", str(readme), "--out", str(tmp_path / "RESULTS.md")])
     assert "| 0.300 | 0.330 | 6.64 | 40.0 | no |" in readme.read_text() and row not in readme.read_text()
+
+
+def test_training_cost_table_says_what_is_projected(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "pusht_training_cost.json").write_text(json.dumps({
+        "env": "pusht", "target_minutes": 45,
+        "hardware": {"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "torch": "2.13.0+cpu"},
+        "measured": {"pretrain_encoder": {"per_step_s": 2.5}, "train": {"per_step_s": 0.1, "feature_cache_s": 90.0}},
+        "projected": {"cli_defaults": {"pretrain_encoder_steps": 3000, "train_steps": 20000, "total_minutes": 160.4}}}))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- cost:start -->\n<!-- cost:end -->\n")
+    main(["--results", str(results), "--readme", str(readme), "--out", str(tmp_path / "RESULTS.md")])
+    text = readme.read_text()
+    assert "| pusht | cli defaults | 3000 | 20000 | 2.50 | 0.100 | 90 | 160 | no |" in text
+    assert "projected" in text and "Test CPU, 2 cores" in text
