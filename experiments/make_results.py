@@ -53,14 +53,18 @@ def oracle_table(results_dir: Path) -> str:
     return "\n".join(head + list(learned.values()) + rows + ["", note])
 
 
+def _machine(hw: dict) -> str:
+    """One line for the `hardware()` record of a result file."""
+    return f"{hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch threads, torch {hw['torch']}"
+
+
 def speed_table(results_dir: Path) -> str:
     """Time per re-plan against the target, from every experiments/bench_planner_speed.py output."""
     rows, hardware = [], set()
     for path in sorted(results_dir.glob("*_planner_speed*.json")):
         d = json.loads(path.read_text())
         costs = " + ".join(["goal"] + (["route"] if d.get("route") else []) + (["keep-out"] if d.get("guardrail") else []))
-        hw = d["hardware"]
-        hardware.add(f"{hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch threads, torch {hw['torch']}")
+        hardware.add(_machine(d["hardware"]))
         for r in d["rows"]:
             settings = " ".join(f"{k}={v}" for k, v in sorted(r["settings"].items())) or "(defaults)"
             rows.append(f"| {d['env']} | {r['planner']} | {settings} | {costs} | {r['median_s']:.3f} | {r['p90_s']:.3f} | "
@@ -81,8 +85,7 @@ def cost_table(results_dir: Path) -> str:
     rows, hardware = [], set()
     for path in sorted(results_dir.glob("*_training_cost.json")):
         d = json.loads(path.read_text())
-        hw = d["hardware"]
-        hardware.add(f"{hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch threads")
+        hardware.add(_machine(d["hardware"]))
         m = d["measured"]
         for name, p in d["projected"].items():
             rows.append(f"| {d['env']} | {name.replace('_', ' ')} | {p['pretrain_encoder_steps']} | {p['train_steps']} | "

@@ -49,17 +49,14 @@ def _split(t1: float, t2: float, n1: int, n2: int) -> dict:
 
 def _shipped_steps(env: str) -> dict:
     """Step counts of the shipped checkpoint's recorded commands (manifest.json), where it records them."""
-    manifest = HERE / "checkpoints" / env / "manifest.json"
+    path = HERE / "checkpoints" / env / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    records = manifest.get("steps", []) + manifest.get("encoder_origin", {}).get("pretrain_steps", [])
     steps = {}
-    if manifest.is_file():
-        commands = [s["command"] for s in json.loads(manifest.read_text()).get("steps", [])]
-        encoder_origin = json.loads(manifest.read_text()).get("encoder_origin", {})
-        commands += [s["command"] for s in encoder_origin.get("pretrain_steps", [])]
-        for command in commands:
-            found = re.search(r"--steps (\d+)", command)
-            for name in ("pretrain-encoder", "train"):
-                if found and f"wmplan {name} " in command:
-                    steps[name] = int(found.group(1))
+    for command in (r["command"] for r in records):
+        found = re.search(r"wmplan (pretrain-encoder|train) .*--steps (\d+)", command)
+        if found:
+            steps[found.group(1)] = int(found.group(2))
     return steps
 
 
