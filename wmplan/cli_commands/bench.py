@@ -55,15 +55,15 @@ def run(args) -> int:
     spec = load_spec(args.env)
     overrides = {k: v for k, v in (("proprio_weight", args.proprio_weight), ("goal_steps", args.goal_steps)) if v is not None}
     spec = dataclasses.replace(spec, **overrides)
-    readout = ""
     if args.readout_goal and spec.readout_goal is None:
         raise ValueError(f"{spec.env} has no readout goal configured (BenchSpec.readout_goal); drop --readout-goal")
-    if args.readout_goal_weight is not None:
+    weight = args.readout_goal_weight
+    if weight is not None:
         if not args.readout_goal:
             raise ValueError("--readout-goal-weight needs --readout-goal")
-        spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, weight=args.readout_goal_weight))
-        readout = f"-w{args.readout_goal_weight:g}"  # a re-weighted run never lands in the default run's folder
-    readout = f"-readout{readout}" if args.readout_goal else ""
+        spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, weight=weight))
+    # a re-weighted run never lands in the default run's folder
+    readout = ("-readout" + (f"-w{weight:g}" if weight is not None else "")) if args.readout_goal else ""
     out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-route' if args.route else ''}{readout}{'-keepout' if args.guardrail else ''}"
     summary = run_bench(spec, args.planner, out, episodes=args.episodes, checkpoint=args.checkpoint,
                         guardrail=args.guardrail, device=args.device, progress=not args.quiet, seed=args.seed,
