@@ -233,6 +233,7 @@ class PushTEnv(MujocoEnv):
             p, v = d.qpos[0:2], d.qvel[self._agent_dofs]
             d.qvel[self._agent_dofs] = v + (cfg.kp * (target - p) - cfg.kv * v) * cfg.timestep
             mujoco.mj_step(self.model, d)
+        mujoco.mj_forward(self.model, d)  # the frame shows the final state, not the last step's start
 
     def simulate(self, state: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Physics-only rollout (no rendering) of `actions` [T, 2] from `state`: states [T, 10].

@@ -87,6 +87,18 @@ def test_render_state_equals_render_after_set_state(env):
     np.testing.assert_array_equal(env.render(), rendered)
 
 
+def test_step_observation_shows_the_state_it_reports(env):
+    """The frame and proprio a step returns are those of its final state, not one physics step
+    behind it (mj_step leaves position-derived quantities at the start of its last step)."""
+    env.reset(seed=8)
+    env.action_space.seed(8)
+    for _ in range(STEPS):
+        obs, _, _, _, info = env.step(env.action_space.sample())
+        expected = env.observation_of_state(info["state"])
+        np.testing.assert_array_equal(obs["pixels"], expected["pixels"])
+        np.testing.assert_array_equal(obs["proprio"], expected["proprio"])
+
+
 def test_reset_options_are_honoured(env):
     _, states = _rollout(env, seed=6)
     obs, info = env.reset(seed=99, options={"init_state": states[2], "goal_state": states[-1]})
