@@ -113,6 +113,18 @@ def env_tables(results_dir: Path) -> str:
     return "\n".join(parts)
 
 
+def shipped_checkpoints() -> dict[str, str]:
+    """env -> SHA-1 of the checkpoint its benchmark spec ships (envs without one are left out)."""
+    from wmplan.bench import file_sha1, load_spec
+
+    out = {}
+    for config in sorted((HERE / "configs").glob("[!_]*.py")):
+        spec = load_spec(config.stem)
+        if (HERE.parent / spec.checkpoint).is_file():
+            out[spec.env] = file_sha1(spec.checkpoint)
+    return out
+
+
 def _between(text: str, start: str, end: str, body: str) -> str:
     """`text` with what lies between the markers `start` and `end` replaced by `body` (unchanged without them)."""
     return re.sub(f"{re.escape(start)}.*?{re.escape(end)}", lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
@@ -126,7 +138,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     results = Path(args.results)
     dirs = sorted(d for d in (results / "bench").glob("*") if (d / "summary.json").is_file())
-    body = results_markdown(dirs, title="wmplan benchmark results") if dirs else "# wmplan benchmark results\n\nNo benchmark has been run yet.\n"
+    body = results_markdown(dirs, title="wmplan benchmark results", checkpoints=shipped_checkpoints()) if dirs else "# wmplan benchmark results\n\nNo benchmark has been run yet.\n"
     envs = env_tables(results)
     oracle, speed, cost = oracle_table(results), speed_table(results), cost_table(results)
     conditions = ("Benchmarks run by `experiments/run_benchmarks.sh` ran two at a time, one torch thread each, on the "

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 import envs
-from wmplan.bench import REPO_ROOT, _file_hash, _fingerprint, build_agent, load_spec
+from wmplan.bench import REPO_ROOT, file_sha1, _fingerprint, build_agent, load_spec
 from wmplan.cli_commands.bench import planner_settings
 from wmplan.evaluate import evaluate, make_tasks
 from wmplan.results import hardware, wilson_interval
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     run = args.planner + ("-readout" if args.readout_goal else "")
     out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}.json"
-    fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, _file_hash(wm_path),
+    fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, file_sha1(wm_path),
                                dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, dataclasses.asdict(spec.mpc),
                                *([dataclasses.asdict(spec.readout_goal)] if args.readout_goal else []))
     log_dir = out.with_suffix("")  # episodes.jsonl: an interrupted run resumes without redoing episodes

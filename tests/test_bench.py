@@ -1,5 +1,6 @@
 """`wmplan bench` end to end on a tiny random checkpoint, resume, results files, the notebook."""
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from nbclient import NotebookClient
 
 from conftest import tiny_world_model
 from wmplan.cli import main
-from wmplan.results import wilson_interval
+from wmplan.results import STALE_MARK, results_markdown, wilson_interval
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,6 +35,12 @@ def test_bench_cli_writes_results_and_resumes(tmp_path, tiny_pusht_checkpoint, c
     assert row["replans"] == 2 * 10  # 50 env steps / (1 planned step x frameskip 5) per episode
     assert row["predictor_calls_per_replan"] == 128 * 6 * 5  # push-T cem: samples x iterations x horizon
     assert (out / "episodes.csv").read_text().count("\n") == 3
+    # the results doc marks a row measured with another checkpoint than the current one
+    sha1 = hashlib.sha1(tiny_pusht_checkpoint.read_bytes()).hexdigest()
+    assert summary["checkpoint_sha1"] == sha1
+    current = results_markdown([out], checkpoints={"pusht": sha1})
+    assert "| pusht | cem |" in current and STALE_MARK not in current
+    assert f"| pusht | cem{STALE_MARK} |" in results_markdown([out], checkpoints={"pusht": "0" * 40})
     assert list((out / "videos").glob("*.gif"))
     log = (out / "episodes.jsonl").read_text().splitlines()
     # an interruption cut the next record mid-line; resume: a third episode is added, the first two

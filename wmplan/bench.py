@@ -126,7 +126,8 @@ def _resolve(path: str) -> Path:
     return REPO_ROOT / path  # pathlib keeps an absolute `path` as it is
 
 
-def _file_hash(path) -> str:
+def file_sha1(path) -> str:
+    """SHA-1 of a file (a path relative to the repository root is resolved there)."""
     return hashlib.sha1(_resolve(str(path)).read_bytes()).hexdigest()
 
 
@@ -158,12 +159,13 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, readout_goal, **planner_cfg)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(out_dir)
-    fingerprint = _fingerprint(spec.env, planner, settings, _file_hash(ckpt), guardrail,
+    ckpt_sha1 = file_sha1(ckpt)
+    fingerprint = _fingerprint(spec.env, planner, settings, ckpt_sha1, guardrail,
                                spec.goal_steps, spec.proprio_weight,
                                {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("episodes", "videos")},
                                dataclasses.asdict(spec.mpc),  # the episode count may grow on resume
                                *([spec.keep_out_margin] if guardrail else []),
-                               *([dataclasses.asdict(spec.route), _file_hash(spec.route.graph)] if route else []),
+                               *([dataclasses.asdict(spec.route), file_sha1(spec.route.graph)] if route else []),
                                *([dataclasses.asdict(spec.readout_goal)] if readout_goal else []))
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
@@ -172,7 +174,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     row = {"env": spec.env, "planner": label,
            **summarize(records, spec.metric_keys)}
     summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},
-               "planner_settings": settings, "checkpoint": str(ckpt), "guardrail": guardrail,
+               "planner_settings": settings, "checkpoint": str(ckpt), "checkpoint_sha1": ckpt_sha1, "guardrail": guardrail,
                **({"keep_out_margin": spec.keep_out_margin} if guardrail else {}),
                **({"route": dataclasses.asdict(spec.route)} if route else {}),
                **({"readout_goal": dataclasses.asdict(spec.readout_goal)} if readout_goal else {}),
