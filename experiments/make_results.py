@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from wmplan.results import results_markdown
+from wmplan.results import STALE_MARK, results_markdown
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -30,19 +30,31 @@ def _oracle_row(env: str, planner: str, scorer: str, r: dict, replan: str) -> st
             + " | ".join(cells) + f" | {replan} | {r['episodes']} |")
 
 
-def oracle_table(results_dir: Path) -> str:
-    """Where success is lost: the learned model against the simulator oracles of experiments/oracle_planning.py."""
+def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None) -> str:
+    """Where success is lost: the learned model against the simulator oracles of experiments/oracle_planning.py.
+
+    The learned model's row is read from its benchmark's episodes now, on the oracle's seeds; rows that
+    depend on a checkpoint (the learned model, the latent oracle's encoder) measured with another one
+    than `checkpoints[env]` are marked as `results_markdown` marks benchmark rows."""
+    from experiments.oracle_planning import learned_same_seeds
+
+    def mark(env: str, sha1) -> str:
+        return STALE_MARK if checkpoints and env in checkpoints and sha1 != checkpoints[env] else ""
+
     rows, learned = [], {}
     for path in sorted(results_dir.glob("*_oracle_*.json")):
         d = json.loads(path.read_text())
         env, planner = d["env"], d["planner"] + "".join(f" {k}={v}" for k, v in sorted(d.get("overrides", {}).items()))
         planner += f" + readout goal w={d['readout_goal']['weight']:g}" if d.get("readout_goal") else ""
-        n = d["oracle_result"]["episodes"]
-        if d.get("learned_model_same_seeds") and (env, planner, n) not in learned:
-            learned[env, planner, n] = _oracle_row(env, planner, "learned world model (its benchmark episodes)",
-                                                d["learned_model_same_seeds"], "")
+        seeds = {e["seed"] for e in d["episodes"]}
+        run = d["planner"] + ("-readout" if d.get("readout_goal") else "")
+        same = None if d.get("overrides") else learned_same_seeds(env, run, seeds, d.get("readout_goal"), results_dir)
+        if same and (env, planner, len(seeds)) not in learned:
+            learned[env, planner, len(seeds)] = _oracle_row(
+                env, planner + mark(env, same["checkpoint_sha1"]), "learned world model (its benchmark episodes)", same, "")
         median = sorted(e["replan_median_s"] for e in d["episodes"])[len(d["episodes"]) // 2]
-        rows.append(_oracle_row(env, planner, SCORERS[d["oracle"]], d["oracle_result"], f"{median:.1f}"))
+        stale = mark(env, d.get("checkpoint_sha1")) if d["oracle"] == "latent" else ""  # the state oracle uses no model
+        rows.append(_oracle_row(env, planner + stale, SCORERS[d["oracle"]], d["oracle_result"], f"{median:.1f}"))
     if not rows:
         return ""
     head = ["| env | planner | candidates scored by | success [95% CI] | block-only success | block pos. error (mm) | "
@@ -138,9 +150,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     results = Path(args.results)
     dirs = sorted(d for d in (results / "bench").glob("*") if (d / "summary.json").is_file())
-    body = results_markdown(dirs, title="wmplan benchmark results", checkpoints=shipped_checkpoints()) if dirs else "# wmplan benchmark results\n\nNo benchmark has been run yet.\n"
+    checkpoints = shipped_checkpoints()
+    body = results_markdown(dirs, title="wmplan benchmark results", checkpoints=checkpoints) if dirs else "# wmplan benchmark results\n\nNo benchmark has been run yet.\n"
     envs = env_tables(results)
-    oracle, speed, cost = oracle_table(results), speed_table(results), cost_table(results)
+    oracle, speed, cost = oracle_table(results, checkpoints), speed_table(results), cost_table(results)
     conditions = ("Benchmarks run by `experiments/run_benchmarks.sh` ran two at a time, one torch thread each, on the "
                   "2-core machine; `experiments/results/<env>_planner_speed.json` holds re-plan timings measured alone.\n")
     if speed:

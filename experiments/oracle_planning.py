@@ -105,16 +105,21 @@ class SimulatorModel:
         return z.reshape(M, H, *z.shape[1:])
 
 
-def _learned_episodes(env: str, run: str, seeds: set, readout_goal: dict | None = None) -> list[dict]:
-    """The learned model's benchmark episodes on the same seeds (run `<planner>[-readout]`, with the same
-    readout goal), when they exist."""
-    path = RESULTS / "bench" / f"{env}-{run}" / "episodes.jsonl"
+def learned_same_seeds(env: str, run: str, seeds: set, readout_goal: dict | None = None,
+                       results: Path = RESULTS) -> dict | None:
+    """The learned model's benchmark result on the same seeds (run `<planner>[-readout]`, with the same
+    readout goal) with the checkpoint_sha1 it was measured with, or None while the benchmark lacks a seed."""
+    path = results / "bench" / f"{env}-{run}" / "episodes.jsonl"
     summary = path.with_name("summary.json")
     wanted = json.loads(json.dumps(readout_goal))  # as summary.json stores it (tuples become lists)
-    if not path.exists() or not summary.exists() or json.loads(summary.read_text()).get("readout_goal") != wanted:
-        return []
+    if not path.exists() or not summary.exists():
+        return None
+    bench = json.loads(summary.read_text())
+    if bench.get("readout_goal") != wanted:
+        return None
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r.get("seed") in seeds]
+    rows = [r for r in rows if r.get("seed") in seeds]
+    return _summary(rows) | {"checkpoint_sha1": bench.get("checkpoint_sha1")} if len(rows) == len(seeds) else None
 
 
 def _summary(episodes: list[dict]) -> dict:
@@ -162,7 +167,7 @@ def main(argv=None) -> int:
     episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
                         fingerprint=fingerprint, progress=not args.quiet)
     seeds = {t.seed for t in tasks}
-    learned = [] if args.planner_settings or args.checkpoint else _learned_episodes(
+    learned = None if args.planner_settings or args.checkpoint else learned_same_seeds(
         args.env, run, seeds, dataclasses.asdict(spec.readout_goal) if args.readout_goal else None)
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
               "overrides": args.planner_settings,
@@ -170,7 +175,7 @@ def main(argv=None) -> int:
               "radius_mm": args.radius if args.oracle == "state" else None,
               "protocol": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc), "hardware": hardware(),
               "oracle_result": _summary(episodes),
-              "learned_model_same_seeds": _summary(learned) if len(learned) == len(seeds) else None,
+              "checkpoint_sha1": file_sha1(wm_path), "learned_model_same_seeds": learned,
               "episodes": [{k: v for k, v in e.items() if k != "replan_times"} | {"replan_median_s": float(np.median(e["replan_times"]))}
                            for e in episodes]}
     out.write_text(json.dumps(result, indent=2, default=float))

@@ -44,3 +44,24 @@ def test_training_cost_table_says_what_is_projected(tmp_path):
     text = readme.read_text()
     assert "| pusht | cli defaults | 3000 | 20000 | 2.50 | 0.100 | 90 | 160 | no |" in text
     assert "projected" in text and "Test CPU, 2 cores" in text
+
+
+def test_oracle_table_reads_the_learned_row_from_the_benchmark_and_marks_old_checkpoints(tmp_path):
+    from experiments.make_results import oracle_table
+
+    episodes = [{"seed": s, "success": s == 0, "metrics": {"block_pos_error": 10.0 * s}} for s in range(3)]
+    bench = tmp_path / "bench" / "pusht-cem"
+    bench.mkdir(parents=True)
+    (bench / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in episodes))
+    (bench / "summary.json").write_text(json.dumps({"checkpoint_sha1": "new"}))
+    for oracle in ("latent", "state"):
+        (tmp_path / f"pusht_oracle_{oracle}_cem.json").write_text(json.dumps({
+            "env": "pusht", "oracle": oracle, "planner": "cem", "overrides": {}, "checkpoint_sha1": "old",
+            "oracle_result": {"episodes": 2, "success": 1.0, "ci95": [0.3, 1.0], "metrics": {}},
+            "episodes": [{"seed": s, "replan_median_s": 2.0} for s in (0, 1)]}))
+    table = oracle_table(tmp_path, {"pusht": "new"})
+    # the learned model on the oracle's two seeds (one success), from the benchmark's episodes
+    assert "| pusht | cem | learned world model (its benchmark episodes) | 0.50 [" in table and "| 5.000 |" in table
+    assert "| pusht | cem (old checkpoint) | simulator + frozen encoder (latent oracle) |" in table
+    assert "| pusht | cem | simulator, true-state distance (state oracle) |" in table  # uses no checkpoint
+    assert "| pusht | cem (old checkpoint) | learned" in oracle_table(tmp_path, {"pusht": "newer"})
