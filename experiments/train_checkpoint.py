@@ -50,7 +50,10 @@ def _origin(encoder: str):
         return None
     old = json.loads(manifest.read_text())
     steps = [s for s in old.get("steps", []) if "pretrain-encoder" in s.get("command", "")]
-    return old.get("encoder_origin") or {"manifest": str(manifest), "pretrain_steps": steps}
+    origin = old.get("encoder_origin") or {"manifest": str(manifest), "pretrain_steps": steps}
+    if "known_issue" in old:  # what was found wrong with the encoder travels with it
+        origin = {**origin, "known_issue": old["known_issue"]}
+    return origin
 
 
 def main(argv=None) -> int:
