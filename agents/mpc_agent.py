@@ -54,6 +54,7 @@ class MPCAgent:
             costs = CostSum(costs)
         self.controller = MPCController(world_model, planner, costs, action_low, action_high, config, readout)
         self._goal_pixels: Optional[np.ndarray] = None
+        self._single = True  # whether the last observation was one env's (not a batch)
 
     def reset(self) -> None:
         """Start a new episode (clears history, cached goal, warm start; re-seeds the planner)."""
@@ -72,7 +73,7 @@ class MPCAgent:
         """
         pixels, proprio = _split(obs)
         goal_pixels, goal_proprio = _split(goal)
-        single = pixels.ndim == 3
+        single = self._single = pixels.ndim == 3
         if single:
             pixels, goal_pixels = pixels[None], goal_pixels[None]
             proprio = None if proprio is None else proprio[None]
@@ -84,6 +85,17 @@ class MPCAgent:
             self._goal_pixels = goal_pixels.copy()
         action = self.controller.act(pixels, proprio).astype(np.float32)
         return action[0] if single else action
+
+    def imagined(self) -> Optional[np.ndarray]:
+        """The frame the world model imagines at the end of the planned step being executed (decoded
+        from the last plan's predicted latents): ``[H, W, 3]`` uint8 (``[B, H, W, 3]`` batched), or None
+        when the world model has no `decoder` (see `wmplan.decoder`) or nothing is planned yet."""
+        decoder = getattr(self.controller.wm, "decoder", None)
+        z = self.controller.predicted_latent()
+        if decoder is None or z is None:
+            return None
+        frames = decoder.to_uint8(z)
+        return frames[0] if self._single else frames
 
     @property
     def records(self) -> list[ReplanRecord]:

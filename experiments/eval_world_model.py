@@ -10,6 +10,9 @@
    (each step = frameskip env steps) from the real history and actions: block position error (mm)
    and angle error (deg), medians over held-out windows.
 
+With `--video FILE` (and `decoder.pt` beside the checkpoint) it also draws what the world model
+imagines: held-out windows rolled out open loop, real | decoded prediction at each predicted step.
+
 Writes experiments/results/pusht_world_model.json (a benchmark, not a test). With `--encoder FILE`
 (an encoder from `wmplan pretrain-encoder`, e.g. a CPU trial) only part 1 runs, on that encoder, and
 the result goes to experiments/results/pusht_encoder_probe.json.
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 
 from wmplan.data import EpisodeDataset, gather_window, window_index
+from wmplan.decoder import load_decoder
 from wmplan.encoders import ViTEncoder, load_encoder
 from wmplan.probe import ProbeConfig, fit_probe, state_targets
 from wmplan.world_model import WorldModel
@@ -70,6 +74,35 @@ def _frames(ds, ids, per_episode: int, rng) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(px), np.concatenate(ys)
 
 
+def _imagine(wm: WorldModel, w: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Open-loop imagination on a window of T + H frames: the real history z ``[1, T, N, D]`` and the
+    latents predicted from it under the recorded actions, ``[1, H, N, D]`` (no later frame is seen)."""
+    T = wm.history
+    with torch.inference_mode():
+        z = wm.encode(w["pixels"][:T], w["proprio"][:T])[None]  # [1, T, N, D]
+        acts = torch.as_tensor(w["actions"], dtype=torch.float32)[None]  # [1, T+H-1, fs*A]
+        return z, wm.rollout(z, acts[:, T - 1 :], acts[:, : T - 1] if T > 1 else None)
+
+
+def imagined_rollout_video(wm: WorldModel, ds, ids, path, windows: int = 4, horizon: int = 10, seed: int = 0) -> None:
+    """GIF of open-loop imagination on held-out windows, one row per window: real | imagined (decoded) at
+    predicted steps 1..horizon (each frameskip env steps)."""
+    import imageio
+
+    fs, T = wm.frameskip, wm.history
+    index = window_index(ds.lengths()[ids], T + horizon, fs, stride=fs)
+    index = index[np.random.default_rng(seed).permutation(len(index))[:windows]]
+    rows = []
+    for e, t in index:
+        w = gather_window(ds.episode(int(ids[e])), int(t), T + horizon, fs)
+        imagined = wm.decoder.to_uint8(_imagine(wm, w)[1][0])  # [H, S, S, 3]
+        rows.append(np.concatenate([w["pixels"][T:], imagined], axis=2))  # [H, S, 2S, 3]
+    frames = np.concatenate(rows, axis=1)  # [H, rows*S, 2S, 3]
+    big = [np.kron(f, np.ones((3, 3, 1), dtype=np.uint8)) for f in frames]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimsave(path, big, duration=0.5, loop=0)
+
+
 def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows: int = 400, seed: int = 0) -> dict:
     """Median block position (mm) / angle (deg) error of the probe on predicted latents."""
     fs, T, Hmax = wm.frameskip, wm.history, max(horizons)
@@ -84,10 +117,8 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
     for e, t in index:
         ep = cache.setdefault(int(ids[e]), ds.episode(int(ids[e])))
         w = gather_window(ep, int(t), T + Hmax, fs)
+        z, z_pred = _imagine(wm, w)
         with torch.inference_mode():
-            z = wm.encode(w["pixels"][:T], w["proprio"][:T])[None]  # [1, T, N, D]
-            acts = torch.as_tensor(w["actions"], dtype=torch.float32)[None]  # [1, T+Hmax-1, fs*A]
-            z_pred = wm.rollout(z, acts[:, T - 1 :], acts[:, : T - 1] if T > 1 else None)  # [1, Hmax, N, D]
             out = probe(z_pred)[0].numpy()  # [Hmax, K]
             now = probe(z[:, -1])[0].numpy()  # [K], probe on the last real latent
         truth = state_targets(w["states"][T:], names, TARGETS)  # [Hmax, 6]
@@ -121,10 +152,17 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None,
                    help="JSON output (default experiments/results/pusht_world_model.json, with --encoder pusht_encoder_probe.json)")
     p.add_argument("--frames-per-episode", type=int, default=20)
+    p.add_argument("--video", default=None,
+                   help="also write a GIF of imagined rollouts on held-out windows (real | imagined); needs "
+                        "decoder.pt beside the checkpoint (wmplan train-decoder)")
     args = p.parse_args(argv)
     start = time.perf_counter()
     ds = EpisodeDataset(args.data)
     wm = None if args.encoder else WorldModel.load(args.checkpoint)
+    if args.video:
+        if wm is None:
+            p.error("--video needs a world model (not --encoder)")
+        wm.decoder = load_decoder(Path(args.checkpoint).with_name("decoder.pt"), wm)
     encoder = load_encoder(args.encoder) if args.encoder else wm.encoder
     train_ids, val_ids = ds.split(0.1, seed=0)
     rng = np.random.default_rng(0)
@@ -137,6 +175,9 @@ def main(argv=None) -> int:
         result |= {"encoder": args.encoder, "encoder_meta": _encoder_meta(args.encoder)}
     else:
         result |= {"prediction": prediction_errors(wm, ds, val_ids), "checkpoint": args.checkpoint}
+        if args.video:
+            imagined_rollout_video(wm, ds, val_ids, args.video)
+            result["video"] = args.video
     result["seconds"] = round(time.perf_counter() - start, 1)
     default = "pusht_encoder_probe.json" if args.encoder else "pusht_world_model.json"
     args.out = args.out or f"experiments/results/{default}"

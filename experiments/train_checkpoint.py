@@ -1,11 +1,14 @@
-"""Reproduce a shipped checkpoint: collect -> pretrain-encoder -> train [-> route-graph], then record how.
+"""Reproduce a shipped checkpoint: collect -> pretrain-encoder -> train [-> route-graph] -> train-decoder, then record how.
 
     python experiments/train_checkpoint.py --env pusht --device cuda   # or --device cpu
+    python experiments/train_checkpoint.py --env pusht --decoder-only  # (re)fit only the video decoder
 
 Every step is a `wmplan` command (printed and recorded); re-running resumes each step. The result is
 `experiments/checkpoints/<env>/world_model.pt` with `manifest.json` beside it: the commands, their
 wall times, the hardware and the training metrics. Envs whose benchmark has a route energy (maze) also
-get `route_graph.pt`, built from the same dataset with the new checkpoint's probe.
+get `route_graph.pt`, built from the same dataset with the new checkpoint's probe, and every env gets
+`decoder.pt`, the pixel decoder that draws imagined frames in benchmark videos (results never use it).
+`--decoder-only` fits just the decoder for the checkpoint already there and adds its step to the manifest.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ RECIPES = {
              "train": ["--steps", "6000", "--val-every", "1000", "--rollout-steps", "3", "--proprio-loss-weight", "16"],
              "route_graph": ["--nodes", "200"]},
     "chips": {"collect": ["--episodes", "80", "--steps", "20"], "pretrain": ["--steps", "800"],
-              "train": ["--steps", "3000", "--val-every", "1000"]},
+              "train": ["--steps", "3000", "--val-every", "1000"],
+              "decoder": ["--frame-stride", "1"]},  # 80 episodes of 21 frames: every frame trains the decoder
 }
 
 
@@ -56,6 +60,34 @@ def _origin(encoder: str):
     return origin
 
 
+def _fit_decoder(wm: list[str], data: Path, out: Path, device: str, log: list, extra: list[str]) -> dict:
+    """Fit decoder.pt beside the checkpoint; returns its held-out metrics."""
+    from wmplan.checkpoint import load_checkpoint
+
+    _run([*wm, "train-decoder", "--checkpoint", str(out / "world_model.pt"), "--data", str(data),
+          "--out", str(out / "decoder.pt"), "--device", device, "--quiet", *extra], log)
+    return load_checkpoint(out / "decoder.pt")["metrics"]
+
+
+def _decoder_only(wm: list[str], data: Path, out: Path, device: str, extra: list[str]) -> int:
+    """Fit decoder.pt for the shipped checkpoint and append the step (command, time, hardware) to its manifest."""
+    from wmplan.results import hardware
+
+    manifest_path = out / "manifest.json"
+    if not (out / "world_model.pt").is_file() or not manifest_path.is_file():
+        raise SystemExit(f"{out} has no world_model.pt + manifest.json; run without --decoder-only first")
+    if not (data / "meta.json").is_file():
+        raise SystemExit(f"no dataset at {data}; pass --data (the one the checkpoint was trained on)")
+    log: list = []
+    decoder_metrics = _fit_decoder(wm, data, out, device, log, extra)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["steps"] += [step | {"hardware": hardware() | {"device": device}} for step in log]
+    manifest["decoder_metrics"] = decoder_metrics
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    print(json.dumps(log, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", required=True, choices=sorted(RECIPES))
@@ -66,6 +98,8 @@ def main(argv=None) -> int:
     p.add_argument("--train-steps", default=None, help="override the recipe's training steps")
     p.add_argument("--encoder", default=None,
                    help="reuse this frozen encoder (encoder.pt or a world_model.pt) instead of pretraining one")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="only fit decoder.pt for the checkpoint already in --out, and add the step to its manifest")
     args = p.parse_args(argv)
     recipe = RECIPES[args.env]
     data = Path(args.data or f"data/{args.env}")
@@ -73,6 +107,8 @@ def main(argv=None) -> int:
     out = Path(args.out or HERE / "checkpoints" / args.env)
     wm = [sys.executable, "-m", "wmplan.cli"]
     log: list = []
+    if args.decoder_only:
+        return _decoder_only(wm, data, out, args.device, recipe.get("decoder", []))
     if not (data / "meta.json").is_file():
         _run([*wm, "collect", "--env", args.env, "--out", str(data), "--workers", "2", "--quiet", *recipe["collect"]], log)
     encoder = args.encoder or str(work / "encoder.pt")
@@ -88,6 +124,7 @@ def main(argv=None) -> int:
     if "route_graph" in recipe:
         _run([*wm, "route-graph", "--data", str(data), "--checkpoint", str(out / "world_model.pt"),
               "--out", str(out / "route_graph.pt"), "--device", args.device, "--quiet", *recipe["route_graph"]], log)
+    decoder_metrics = _fit_decoder(wm, data, out, args.device, log, recipe.get("decoder", []))
     metrics = {}
     if (work / "metrics.json").is_file():  # the training log (losses, validation, probe R²) beside it
         text = (work / "metrics.json").read_text()
@@ -99,6 +136,7 @@ def main(argv=None) -> int:
     manifest = {"env": args.env, "steps": log, "encoder": args.encoder or "pretrained by the step above",
                 "encoder_origin": encoder_origin, "hardware": hardware() | {"device": args.device},
                 "data": {"episodes": len(list((data / "episodes").glob("*.h5")))}, "metrics": metrics,
+                "decoder_metrics": decoder_metrics,
                 "reproduce": f"python experiments/train_checkpoint.py --env {args.env} --device {args.device}{reuse}"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     print(json.dumps({k: manifest[k] for k in ("steps", "hardware")}, indent=1))

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,6 +144,22 @@ def _save_gif(path: Path, frames) -> None:
     imageio.mimsave(path, big, duration=0.1, loop=0)
 
 
+def _decoder_beside(checkpoint: Path, wm):
+    """The pixel decoder in `decoder.pt` beside the checkpoint, for videos of imagined frames; None if
+    there is none, or (with a warning) if it was fitted on another encoder. Results never depend on it."""
+    from wmplan.checkpoint import CheckpointError
+    from wmplan.decoder import load_decoder
+
+    path = checkpoint.with_name("decoder.pt")
+    if not path.is_file():
+        return None
+    try:
+        return load_decoder(path, wm)
+    except CheckpointError as err:
+        warnings.warn(f"videos without imagined frames: {err}", stacklevel=2)
+        return None
+
+
 def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = None, checkpoint: str | None = None,
               guardrail: bool = False, device: str = "cpu", progress: bool = True, seed: int | None = None,
               route: bool = False, readout_goal: bool = False, **planner_cfg) -> dict:
@@ -156,6 +173,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     ckpt = _resolve(checkpoint or spec.checkpoint)
     wm = WorldModel.load(ckpt, device=device, env=envs.entry(spec.env).name, image_size=env.image_size,
                          action_dim=env.action_space.shape[0])
+    wm.decoder = _decoder_beside(ckpt, wm)
     agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, readout_goal, **planner_cfg)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(out_dir)
@@ -175,6 +193,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
            **summarize(records, spec.metric_keys)}
     summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},
                "planner_settings": settings, "checkpoint": str(ckpt), "checkpoint_sha1": ckpt_sha1, "guardrail": guardrail,
+               "decoder": wm.decoder is not None,  # videos show imagined frames (results never depend on it)
                **({"keep_out_margin": spec.keep_out_margin} if guardrail else {}),
                **({"route": dataclasses.asdict(spec.route)} if route else {}),
                **({"readout_goal": dataclasses.asdict(spec.readout_goal)} if readout_goal else {}),

@@ -140,13 +140,15 @@ def run_episode(env, agent, task: Task, cfg: EvalConfig, record_video: bool = Fa
     goal = env.goal_observation()
     agent.reset()
     in_region, frames, start = 0, [], time.perf_counter()
+    imagine = getattr(agent, "imagined", None) if record_video else None
     for _ in range(cfg.budget):
         action = agent.act(obs, goal)
+        imagined = imagine() if imagine is not None else None  # what the plan predicts for this planned step's end
         obs, _, _, _, info = env.step(action)
         if cfg.keep_out is not None and cfg.keep_out.contains(info["agent_pos"]):
             in_region += 1
-        if record_video:
-            frames.append(np.concatenate([obs["pixels"], goal["pixels"]], axis=1))  # real | goal
+        if record_video:  # real | imagined (with a decoder) | goal
+            frames.append(np.concatenate([obs["pixels"], *([imagined] if imagined is not None else []), goal["pixels"]], axis=1))
     replans = _agent_stats(agent)
     metrics = {k: _jsonable(v) for k, v in info.items() if k != "state" and np.ndim(v) == 0}
     return {

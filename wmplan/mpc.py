@@ -140,6 +140,7 @@ class MPCController:
         self._steps: list[torch.Tensor] = []  # executed planned steps [B, A_fs] between frames
         self._queue: Optional[torch.Tensor] = None  # [B, k, A_fs] planned steps still to execute
         self._plan: Optional[PlanResult] = None
+        self._predicted: Optional[torch.Tensor] = None  # [B, H, P, D] latents the chosen plan predicts
         self._pending: Optional[torch.Tensor] = None  # env actions [B, fs, A] of the current planned step
         self._env_step, self._prev_action = 0, None
         self.records = []
@@ -220,6 +221,7 @@ class MPCController:
             chosen = objective.context(result.actions[:, None])  # [B, 1, H, A_fs]
             out = self.costs(chosen)
             positions = chosen.positions()[:, 0].cpu().numpy() if self.readout is not None else None
+            self._predicted = chosen.z_pred[:, 0] if chosen.z_pred is not None else None
         first = lambda t: t[:, 0].cpu().numpy()  # [B, 1] -> [B]
         return ReplanRecord(
             env_step=self._env_step, wall_time=time.perf_counter() - start, plan_time=result.wall_time,
@@ -231,3 +233,10 @@ class MPCController:
     @property
     def last_plan(self) -> Optional[PlanResult]:
         return self._plan
+
+    def predicted_latent(self) -> Optional[torch.Tensor]:
+        """``[B, P, D]``: where the last plan predicts the scene at the end of the planned step now
+        being executed (None before the first plan or for a model that predicts no latents)."""
+        if self._predicted is None or self._queue is None:
+            return None
+        return self._predicted[:, self.config.execute_steps - 1 - self._queue.shape[1]]

@@ -43,6 +43,9 @@ class WorldModel(nn.Module):
         action_dim: env action dimension A.
         proprio_mean, proprio_std: statistics normalising the proprio `[P]` (P = 0: no proprio).
         probe: optional readout of physical quantities from z.
+
+    Attribute `decoder` (None unless set, e.g. from `wmplan.decoder.load_decoder`): turns latents back
+    into frames for videos of imagined rollouts; it is not part of the checkpoint and planning never uses it.
         device: where the model lives.
     """
 
@@ -55,6 +58,7 @@ class WorldModel(nn.Module):
         mean = torch.as_tensor(np.zeros(0) if proprio_mean is None else np.asarray(proprio_mean), dtype=torch.float32)
         std = torch.as_tensor(np.ones(0) if proprio_std is None else np.asarray(proprio_std), dtype=torch.float32)
         self.encoder, self.predictor, self.probe = encoder.freeze(), predictor, probe
+        self.decoder = None  # optional `wmplan.decoder.PixelDecoder` (its own file; videos only)
         self.env, self.image_size, self.action_dim = env, int(image_size), int(action_dim)
         self.register_buffer("proprio_mean", mean)
         self.register_buffer("proprio_std", std.clamp_min(1e-6))

@@ -17,5 +17,6 @@ def run(args) -> int:
 
     summary = run_bench(load_spec("pusht"), args.planner, args.out, episodes=args.episodes)
     print_summary(summary)
-    print(f"\nvideo (real | goal): {args.out}/videos/episode_000.gif")
+    panels = "real | imagined | goal" if summary.get("decoder") else "real | goal"
+    print(f"\nvideo ({panels}): {args.out}/videos/episode_000.gif")
     return 0
