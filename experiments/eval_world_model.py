@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np
 import torch
 
+from wmplan.bench import save_gif
 from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.decoder import load_decoder
 from wmplan.encoders import ViTEncoder, load_encoder
@@ -87,8 +88,6 @@ def _imagine(wm: WorldModel, w: dict) -> tuple[torch.Tensor, torch.Tensor]:
 def imagined_rollout_video(wm: WorldModel, ds, ids, path, windows: int = 4, horizon: int = 10, seed: int = 0) -> None:
     """GIF of open-loop imagination on held-out windows, one row per window: real | imagined (decoded) at
     predicted steps 1..horizon (each frameskip env steps)."""
-    import imageio
-
     fs, T = wm.frameskip, wm.history
     index = window_index(ds.lengths()[ids], T + horizon, fs, stride=fs)
     index = index[np.random.default_rng(seed).permutation(len(index))[:windows]]
@@ -97,10 +96,7 @@ def imagined_rollout_video(wm: WorldModel, ds, ids, path, windows: int = 4, hori
         w = gather_window(ds.episode(int(ids[e])), int(t), T + horizon, fs)
         imagined = wm.decoder.to_uint8(_imagine(wm, w)[1][0])  # [H, S, S, 3]
         rows.append(np.concatenate([w["pixels"][T:], imagined], axis=2))  # [H, S, 2S, 3]
-    frames = np.concatenate(rows, axis=1)  # [H, rows*S, 2S, 3]
-    big = [np.kron(f, np.ones((3, 3, 1), dtype=np.uint8)) for f in frames]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, big, duration=0.5, loop=0)
+    save_gif(path, np.concatenate(rows, axis=1), duration=0.5)  # frames [H, rows*S, 2S, 3]
 
 
 def decoded_angle_errors(wm: WorldModel, ds, ids, horizon: int = 5, windows: int = 100, step_deg: float = 5.0,
@@ -124,7 +120,7 @@ def decoded_angle_errors(wm: WorldModel, ds, ids, horizon: int = 5, windows: int
     errors: dict[str, list] = {"real_frame": [], "decoded_real_latent": [], "decoded_predicted_latent": []}
     for e, t in index:
         w = gather_window(ds.episode(int(ids[e])), int(t), T + horizon, fs)
-        z_hist, z_pred = _imagine(wm, w)
+        z_pred = _imagine(wm, w)[1]
         with torch.inference_mode():
             z_real = wm.encode(w["pixels"][-1:], w["proprio"][-1:])  # [1, N, D]
         truth = float(w["states"][-1][4])

@@ -136,12 +136,14 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _save_gif(path: Path, frames) -> None:
+def save_gif(path, frames, duration: float = 0.1) -> None:
+    """Frames ``[H, W, 3]`` uint8 as a looping GIF, each pixel drawn 3x3 (64 px frames are tiny)."""
     import imageio
 
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    big = [np.kron(f, np.ones((3, 3, 1), dtype=np.uint8)) for f in frames]  # 64 px frames are tiny
-    imageio.mimsave(path, big, duration=0.1, loop=0)
+    big = [np.kron(f, np.ones((3, 3, 1), dtype=np.uint8)) for f in frames]
+    imageio.mimsave(path, big, duration=duration, loop=0)
 
 
 def _decoder_beside(checkpoint: Path, wm):
@@ -186,7 +188,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
                                *([dataclasses.asdict(spec.route), file_sha1(spec.route.graph)] if route else []),
                                *([dataclasses.asdict(spec.readout_goal)] if readout_goal else []))
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
-                       on_video=lambda i, frames: _save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
+                       on_video=lambda i, frames: save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
     label = (planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + route" if route else "")
              + (f" + readout goal w={spec.readout_goal.weight:g}" if readout_goal else "") + (" + keep-out" if guardrail else ""))
     row = {"env": spec.env, "planner": label,

@@ -1,4 +1,4 @@
-"""An optional pixel decoder: frames from frozen visual latents, for videos of imagined rollouts.
+"""An optional pixel decoder: frames from frozen latents, for videos of imagined rollouts.
 
 The planner never sees pixels it makes: the decoder is trained afterwards on *detached* latents of a
 dataset's frames (the encoder stays frozen, the predictor is not involved) and only turns predicted
