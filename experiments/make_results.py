@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from wmplan.results import STALE_MARK, results_markdown
+from wmplan.results import results_markdown, stale_mark
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -38,9 +38,6 @@ def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None) -
     than `checkpoints[env]` are marked as `results_markdown` marks benchmark rows."""
     from experiments.oracle_planning import learned_same_seeds
 
-    def mark(env: str, sha1) -> str:
-        return STALE_MARK if checkpoints and env in checkpoints and sha1 != checkpoints[env] else ""
-
     rows, learned = [], {}
     for path in sorted(results_dir.glob("*_oracle_*.json")):
         d = json.loads(path.read_text())
@@ -51,9 +48,9 @@ def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None) -
         same = None if d.get("overrides") else learned_same_seeds(env, run, seeds, d.get("readout_goal"), results_dir)
         if same and (env, planner, len(seeds)) not in learned:
             learned[env, planner, len(seeds)] = _oracle_row(
-                env, planner + mark(env, same["checkpoint_sha1"]), "learned world model (its benchmark episodes)", same, "")
+                env, planner + stale_mark(env, same["checkpoint_sha1"], checkpoints), "learned world model (its benchmark episodes)", same, "")
         median = sorted(e["replan_median_s"] for e in d["episodes"])[len(d["episodes"]) // 2]
-        stale = mark(env, d.get("checkpoint_sha1")) if d["oracle"] == "latent" else ""  # the state oracle uses no model
+        stale = stale_mark(env, d.get("checkpoint_sha1"), checkpoints) if d["oracle"] == "latent" else ""  # the state oracle uses no model
         rows.append(_oracle_row(env, planner + stale, SCORERS[d["oracle"]], d["oracle_result"], f"{median:.1f}"))
     if not rows:
         return ""

@@ -131,8 +131,8 @@ def fit_decoder(world_model, dataset, cfg: DecoderConfig = DecoderConfig(), devi
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     decoder = PixelDecoder(z.shape[1], z.shape[2], world_model.image_size, cfg.width).to(device)
-    mean_image = px[~val].float().mean(0).div(255).clamp(0.01, 0.99)  # [S, S, 3]
-    decoder.base.copy_(torch.logit(mean_image).permute(2, 0, 1))
+    mean_image = px[~val].float().mean(0).div(255)  # [S, S, 3]
+    decoder.base.copy_(torch.logit(mean_image.clamp(0.01, 0.99)).permute(2, 0, 1))
     opt = torch.optim.AdamW(decoder.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     train_idx = torch.from_numpy(np.flatnonzero(~val))
@@ -147,16 +147,16 @@ def fit_decoder(world_model, dataset, cfg: DecoderConfig = DecoderConfig(), devi
         sched.step()
         losses.append(loss.item())
     decoder.eval()
-    return decoder, _metrics(decoder, z, px, val, device, losses)
+    return decoder, _metrics(decoder, z, px, val, mean_image, device, losses)
 
 
-def _metrics(decoder: PixelDecoder, z, px, val: np.ndarray, device: str, losses: list[float]) -> dict:
+def _metrics(decoder: PixelDecoder, z, px, val: np.ndarray, mean_image: torch.Tensor, device: str,
+             losses: list[float]) -> dict:
     mask = torch.from_numpy(val)
     target = px[mask].float() / 255
     with torch.inference_mode():
         recon = torch.cat([decoder(chunk.to(device)).cpu() for chunk in z[mask].split(512)])
     mse = F.mse_loss(recon, target).item()
-    mean_image = (px[~mask].float() / 255).mean(0)
     return {"val_mse": mse, "val_psnr_db": 10 * math.log10(1 / max(mse, 1e-12)),
             "val_mse_mean_image": F.mse_loss(mean_image.expand_as(target), target).item(),
             "train_mse_first": float(np.mean(losses[:10])), "train_mse_last": float(np.mean(losses[-10:])),
