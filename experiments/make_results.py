@@ -51,7 +51,10 @@ def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None) -
                 env, planner + stale_mark(env, same["checkpoint_sha1"], checkpoints), "learned world model (its benchmark episodes)", same, "")
         median = sorted(e["replan_median_s"] for e in d["episodes"])[len(d["episodes"]) // 2]
         stale = stale_mark(env, d.get("checkpoint_sha1"), checkpoints) if d["oracle"] == "latent" else ""  # the state oracle uses no model
-        rows.append(_oracle_row(env, planner + stale, SCORERS[d["oracle"]], d["oracle_result"], f"{median:.1f}"))
+        scorer = SCORERS[d["oracle"]]
+        if d.get("pool_grid_override") is not None:  # the energy on another token grid than the checkpoint's
+            scorer = scorer.replace("frozen encoder", f"frozen encoder, {d['tokens_per_frame']} tokens per frame")
+        rows.append(_oracle_row(env, planner + stale, scorer, d["oracle_result"], f"{median:.1f}"))
     if not rows:
         return ""
     head = ["| env | planner | candidates scored by | success [95% CI] | block-only success | block pos. error (mm) | "

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ import envs
 from wmplan.bench import REPO_ROOT, file_sha1, _fingerprint, build_agent, load_spec
 from wmplan.cli_commands.bench import planner_settings
 from wmplan.evaluate import evaluate, make_tasks
+from wmplan.encoders import load_encoder
 from wmplan.results import hardware, wilson_interval
 from wmplan.world_model import WorldModel
 
@@ -141,6 +143,9 @@ def main(argv=None) -> int:
                    help="JSON overrides of the benchmark's planner settings (results are then not comparable)")
     p.add_argument("--readout-goal", action="store_true",
                    help="latent oracle: add the benchmark's probe-read goal term (`wmplan bench --readout-goal`)")
+    p.add_argument("--pool-grid", type=int, default=None,
+                   help="latent oracle: pool the encoder's patch tokens to this grid instead of the checkpoint's "
+                        "(0: every patch); a test of the energy on finer or coarser tokens")
     p.add_argument("--checkpoint", default=None, help="world model (default: the benchmark's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="result file; its episodes log lies in the folder of the same name")
@@ -148,21 +153,27 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.readout_goal and args.oracle != "latent":
         p.error("--readout-goal needs --oracle latent (the state oracle has no latents for the probe to read)")
+    if args.pool_grid is not None and (args.oracle != "latent" or args.readout_goal):
+        p.error("--pool-grid needs --oracle latent without --readout-goal (the probe reads the checkpoint's grid)")
     torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
     env = envs.make(spec.env, **spec.env_kwargs)
     wm_path = REPO_ROOT / (args.checkpoint or spec.checkpoint)
     wm = WorldModel.load(wm_path)
+    if args.pool_grid is not None:
+        wm.encoder, wm.probe = load_encoder(wm_path, pool_grid=args.pool_grid), None
+    grid = "" if args.pool_grid is None else f"-grid{math.isqrt(wm.latent_shape[0])}"
     model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
     agent, settings = build_agent(spec, model, args.planner, env.action_space, readout_goal=args.readout_goal,
                                   **args.planner_settings)
     cfg = dataclasses.replace(spec.eval, episodes=args.episodes, keep_out=spec.keep_out)  # as `wmplan bench` does
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     run = args.planner + ("-readout" if args.readout_goal else "")
-    out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}.json"
+    out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}{grid}.json"
     fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, file_sha1(wm_path),
                                dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, dataclasses.asdict(spec.mpc),
-                               *([dataclasses.asdict(spec.readout_goal)] if args.readout_goal else []))
+                               *([dataclasses.asdict(spec.readout_goal)] if args.readout_goal else []),
+                               *([{"pool_grid": args.pool_grid}] if args.pool_grid is not None else []))
     log_dir = out.with_suffix("")  # episodes.jsonl: an interrupted run resumes without redoing episodes
     episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
                         fingerprint=fingerprint, progress=not args.quiet)
@@ -173,6 +184,8 @@ def main(argv=None) -> int:
               "overrides": args.planner_settings,
               "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,
               "radius_mm": args.radius if args.oracle == "state" else None,
+              "tokens_per_frame": wm.latent_shape[0] if args.oracle == "latent" else None,
+              "pool_grid_override": args.pool_grid,
               "protocol": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc), "hardware": hardware(),
               "oracle_result": _summary(episodes),
               "checkpoint_sha1": file_sha1(wm_path), "learned_model_same_seeds": learned,

@@ -181,3 +181,16 @@ def test_a_world_model_checkpoint_lends_its_encoder(tiny_pusht_checkpoint):
     x = torch.randn(2, 3, wm.encoder.config.image_size, wm.encoder.config.image_size)
     torch.testing.assert_close(enc(x), wm.encoder(x), rtol=0, atol=0)
     assert not any(p.requires_grad for p in enc.parameters())
+
+
+def test_the_token_grid_of_a_saved_encoder_can_be_changed_at_load(tmp_path, tiny_pusht_checkpoint):
+    enc = ViTEncoder(VIT_CONFIGS["vit-tiny-64"], seed=1)  # pools its 8x8 patches to 4x4
+    save_encoder(enc, tmp_path / "enc.pt")
+    every = load_encoder(tmp_path / "enc.pt", pool_grid=0)
+    assert encoder_hash(every) != encoder_hash(enc)  # a feature cache never mixes grids
+    fine, coarse = every.encode_pixels(frames(size=64)), enc.encode_pixels(frames(size=64))  # [3, 64, D], [3, 16, D]
+    pooled = fine.view(3, 4, 2, 4, 2, -1).mean((2, 4)).reshape(3, 16, -1)  # 2x2 patch blocks, row-major
+    torch.testing.assert_close(pooled, coarse, rtol=1e-5, atol=1e-5)
+    assert load_encoder(tiny_pusht_checkpoint, pool_grid=0).config.pool_grid == 0  # a world model's encoder too
+    with pytest.raises(ValueError, match="must divide"):
+        load_encoder(tmp_path / "enc.pt", pool_grid=3)

@@ -65,3 +65,11 @@ def test_oracle_table_reads_the_learned_row_from_the_benchmark_and_marks_old_che
     assert "| pusht | cem (old checkpoint) | simulator + frozen encoder (latent oracle) |" in table
     assert "| pusht | cem | simulator, true-state distance (state oracle) |" in table  # uses no checkpoint
     assert "| pusht | cem (old checkpoint) | learned" in oracle_table(tmp_path, {"pusht": "newer"})
+    (tmp_path / "pusht_oracle_latent_cem-grid8.json").write_text(json.dumps({  # `--pool-grid 0`: every patch
+        "env": "pusht", "oracle": "latent", "planner": "cem", "overrides": {}, "checkpoint_sha1": "new",
+        "pool_grid_override": 0, "tokens_per_frame": 64,
+        "oracle_result": {"episodes": 2, "success": 0.5, "ci95": [0.1, 0.9], "metrics": {}},
+        "episodes": [{"seed": s, "replan_median_s": 2.0} for s in (0, 1)]}))
+    table = oracle_table(tmp_path, {"pusht": "new"})
+    assert "| pusht | cem | simulator + frozen encoder, 64 tokens per frame (latent oracle) | 0.50 [" in table
+    assert table.count("learned world model") == 1  # the same learned row serves both latent oracles

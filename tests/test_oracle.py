@@ -102,3 +102,17 @@ def test_energy_split_scores_the_made_up_states_against_the_goal(pusht):
     assert len(rows) == 1 and set(rows[0]) == {"seed", "start", "block_solved", "agent_solved"}
     assert rows[0]["block_solved"] == {"visual": 0.0, "proprio": 0.0}
     assert rows[0]["agent_solved"]["visual"] > 0.0 and rows[0]["start"]["visual"] > 0.0
+
+
+def test_latent_oracle_scores_on_another_token_grid(tmp_path, tiny_pusht_checkpoint, capsys):
+    from wmplan.encoders import load_encoder
+    from wmplan.world_model import WorldModel
+
+    out = tmp_path / "fine.json"
+    assert main(["--oracle", "latent", "--pool-grid", "0", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint),
+                 "--out", str(out), "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet"]) == 0
+    every_patch = load_encoder(tiny_pusht_checkpoint, pool_grid=0).config.tokens_per_frame
+    assert json.loads(out.read_text())["tokens_per_frame"] == every_patch > WorldModel.load(tiny_pusht_checkpoint).latent_shape[0]
+    with pytest.raises(SystemExit):
+        main(["--oracle", "state", "--pool-grid", "0"])
+    assert "--pool-grid needs --oracle latent" in capsys.readouterr().err

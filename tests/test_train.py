@@ -140,6 +140,9 @@ def test_cli_pretrain_then_train_end_to_end(dataset, tmp_path, capsys):
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert out["tokens_per_frame"] == 4 and set(out["probe_r2"]) == {"agent_x", "agent_y"}
+    assert main([*args, "--pool-grid", "0", "--out", str(tmp_path / "every_patch")]) == 0  # 4x4 patches, unpooled
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.index("{"):])["tokens_per_frame"] == 16
     WorldModel.load(tmp_path / "run" / "world_model.pt", env="toy", image_size=SIZE, action_dim=2)
     graph_args = ["route-graph", "--data", str(dataset.root), "--checkpoint", str(tmp_path / "run" / "world_model.pt"),
                   "--out", str(tmp_path / "graph.pt"), "--nodes", "12", "--stride", "2", "--quiet"]

@@ -45,15 +45,16 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu", image_size: int |
         path: the file (a bare DINOv2 state dict is recognised by its keys).
         device: where the encoder lives.
         image_size: override the input size (DINOv2 files only; pos-embed is interpolated).
-        pool_grid: override the token pooling (DINOv2 files only).
+        pool_grid: override the token pooling (0 keeps every patch; DINOv2 files default to 0, wmplan
+            files to the grid they were saved with). A world model trained on one grid needs that grid.
         num_heads: attention heads (DINOv2 files of non-standard width only).
     """
     obj = load_checkpoint(path)
+    regrid = {} if pool_grid is None else {"pool_grid": pool_grid}
     if obj.get("kind") == ENCODER_KIND:
-        config = ViTConfig(**obj["config"])
-        return _build(config, obj["state_dict"], device, path)
+        return _build(ViTConfig(**obj["config"] | regrid), obj["state_dict"], device, path)
     if "encoder_state" in obj and "encoder_config" in obj:  # a world model: reuse its frozen encoder
-        return _build(ViTConfig(**obj["encoder_config"]), obj["encoder_state"], device, path)
+        return _build(ViTConfig(**obj["encoder_config"] | regrid), obj["encoder_state"], device, path)
     if "pos_embed" in obj or "model" in obj or "teacher" in obj:
         return load_dinov2(path, image_size=image_size or 224, pool_grid=pool_grid or 0, device=device,
                            num_heads=num_heads)
