@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import envs
-from wmplan.bench import REPO_ROOT, build_agent, load_spec
+from wmplan.bench import REPO_ROOT, build_agent, file_sha1, load_spec
 from wmplan.cli_commands.bench import planner_settings
 from wmplan.evaluate import make_tasks
 from wmplan.results import hardware
@@ -66,12 +66,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
     env = envs.make(spec.env, **spec.env_kwargs)
-    wm = WorldModel.load(REPO_ROOT / spec.checkpoint)  # an absolute checkpoint path stays as it is
+    checkpoint = REPO_ROOT / spec.checkpoint  # an absolute checkpoint path stays as it is
+    wm = WorldModel.load(checkpoint)
     tasks = make_tasks(dataclasses.replace(spec.eval, episodes=2, seed=9000), env=env, env_name=spec.env)
     rows = [measure(spec, wm, env, name, tasks, args.replans, args.planner_settings, args.guardrail, args.route)
             for name in args.planners.split(",")]
     result = {"env": args.env, "guardrail": args.guardrail, "route": args.route,
-              "flops_per_step": wm.flops_per_step(), "target_s": TARGET_S,
+              "flops_per_step": wm.flops_per_step(), "target_s": TARGET_S, "checkpoint_sha1": file_sha1(checkpoint),
               "hardware": hardware(), "rows": rows}
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"{args.env}_planner_speed.json"
     out.write_text(json.dumps(result, indent=2))

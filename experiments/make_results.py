@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from wmplan.results import results_markdown, stale_mark
+from wmplan.results import STALE_MARK, results_markdown, stale_mark
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -70,16 +70,19 @@ def _machine(hw: dict) -> str:
     return f"{hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch threads, torch {hw['torch']}"
 
 
-def speed_table(results_dir: Path) -> str:
-    """Time per re-plan against the target, from every experiments/bench_planner_speed.py output."""
-    rows, hardware = [], set()
+def speed_table(results_dir: Path, checkpoints: dict[str, str] | None = None) -> str:
+    """Time per re-plan against the target, from every experiments/bench_planner_speed.py output; rows timed
+    on another checkpoint than `checkpoints[env]` are marked as `results_markdown` marks benchmark rows."""
+    rows, hardware, stale = [], set(), False
     for path in sorted(results_dir.glob("*_planner_speed*.json")):
         d = json.loads(path.read_text())
         costs = " + ".join(["goal"] + (["route"] if d.get("route") else []) + (["keep-out"] if d.get("guardrail") else []))
         hardware.add(_machine(d["hardware"]))
+        mark = stale_mark(d["env"], d.get("checkpoint_sha1"), checkpoints)
+        stale |= bool(mark)
         for r in d["rows"]:
             settings = " ".join(f"{k}={v}" for k, v in sorted(r["settings"].items())) or "(defaults)"
-            rows.append(f"| {d['env']} | {r['planner']} | {settings} | {costs} | {r['median_s']:.3f} | {r['p90_s']:.3f} | "
+            rows.append(f"| {d['env']} | {r['planner']}{mark} | {settings} | {costs} | {r['median_s']:.3f} | {r['p90_s']:.3f} | "
                         f"{r['gflop_per_replan']:.2f} | {r['achieved_gflops']:.1f} | {'yes' if r['meets_target'] else 'no'} | "
                         f"`{path.name}` |")
     if not rows:
@@ -89,6 +92,9 @@ def speed_table(results_dir: Path) -> str:
     note = (f"Measured alone by `experiments/bench_planner_speed.py` on {'; '.join(sorted(hardware))}: re-plans of "
             "the benchmark's first closed-loop episodes, warm starts included. FLOPs count the predictor only "
             "(backward steps x3).")
+    if stale:
+        note += (f" Rows marked{STALE_MARK} were timed on an earlier checkpoint than the one shipped now; re-run "
+                 "`experiments/bench_planner_speed.py` for them.")
     return "\n".join(head + rows + ["", note])
 
 
@@ -153,7 +159,7 @@ def main(argv=None) -> int:
     checkpoints = shipped_checkpoints()
     body = results_markdown(dirs, title="wmplan benchmark results", checkpoints=checkpoints) if dirs else "# wmplan benchmark results\n\nNo benchmark has been run yet.\n"
     envs = env_tables(results)
-    oracle, speed, cost = oracle_table(results, checkpoints), speed_table(results), cost_table(results)
+    oracle, speed, cost = oracle_table(results, checkpoints), speed_table(results, checkpoints), cost_table(results)
     conditions = ("Benchmarks run by `experiments/run_benchmarks.sh` ran two at a time, one torch thread each, on the "
                   "2-core machine; `experiments/results/<env>_planner_speed.json` holds re-plan timings measured alone.\n")
     if speed:

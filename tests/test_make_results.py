@@ -6,8 +6,10 @@ from experiments.make_results import main
 
 
 def speed_file(path, median):
-    path.write_text(json.dumps({
-        "env": "maze", "guardrail": True, "route": True, "target_s": 0.25,
+    from experiments.make_results import shipped_checkpoints
+
+    path.write_text(json.dumps({  # timed on the shipped maze checkpoint
+        "env": "maze", "guardrail": True, "route": True, "target_s": 0.25, "checkpoint_sha1": shipped_checkpoints().get("maze"),
         "hardware": {"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "torch": "2.13.0+cpu"},
         "rows": [{"planner": "icem", "settings": {"num_samples": 48}, "replans": 18, "median_s": median,
                   "p90_s": median * 1.1, "predictor_calls": 1440.0, "gflop_per_replan": 6.64,
@@ -30,7 +32,16 @@ def test_speed_table_is_written_between_the_readme_markers(tmp_path):
     assert "| 0.300 | 0.330 | 6.64 | 40.0 | no |" in readme.read_text() and row not in readme.read_text()
 
 
-def test_training_cost_table_says_what_is_projected(tmp_path):
+
+def test_speed_rows_timed_on_another_checkpoint_are_marked(tmp_path):
+    from experiments.make_results import speed_table
+
+    speed_file(tmp_path / "maze_planner_speed.json", 0.155)
+    data = json.loads((tmp_path / "maze_planner_speed.json").read_text())
+    (tmp_path / "maze_planner_speed.json").write_text(json.dumps(data | {"checkpoint_sha1": "old"}))
+    assert "| maze | icem (old checkpoint) |" in speed_table(tmp_path, {"maze": "new"})
+    assert "re-run `experiments/bench_planner_speed.py`" in speed_table(tmp_path, {"maze": "new"})
+    assert "| maze | icem |" in speed_table(tmp_path, {"maze": "old"}) and "re-run" not in speed_table(tmp_path, {"maze": "old"})
     results = tmp_path / "results"
     results.mkdir()
     (results / "pusht_training_cost.json").write_text(json.dumps({
