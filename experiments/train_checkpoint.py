@@ -26,7 +26,10 @@ sys.path.insert(0, str(HERE.parent))  # run as a script from a checkout, install
 
 # Per-environment recipe: collection, encoder pretraining and world-model training arguments.
 RECIPES = {
-    "pusht": {"collect": ["--episodes", "1000"], "pretrain": ["--steps", "2000"], "train": ["--steps", "12000", "--val-every", "1000"]},
+    # push-T: the world model works on every 8x8 patch (64 tokens); the encoder's 4x4 pool blinds the
+    # goal energy to the block (experiments/results/pusht_oracle_latent_cem-grid8.json)
+    "pusht": {"collect": ["--episodes", "1000"], "pretrain": ["--steps", "2000"],
+              "train": ["--steps", "12000", "--val-every", "1000", "--pool-grid", "0"]},
     # maze: a third of the 25-step segments steer straight at the goal through the walls (wall contacts
     # at full throttle, what a planner tries), and the loss weights the proprio up (issue 7).
     "maze": {"collect": ["--episodes", "1000", "--env-kwargs", '{"layout": "umaze"}', "--policy-kwargs",
