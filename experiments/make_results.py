@@ -30,12 +30,14 @@ def _oracle_row(env: str, planner: str, scorer: str, r: dict, replan: str) -> st
             + " | ".join(cells) + f" | {replan} | {r['episodes']} |")
 
 
-def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None) -> str:
+def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None, encoders: dict[str, str] | None = None) -> str:
     """Where success is lost: the learned model against the simulator oracles of experiments/oracle_planning.py.
 
     The learned model's row is read from its benchmark's episodes now, on the oracle's seeds; rows that
     depend on a checkpoint (the learned model, the latent oracle's encoder) measured with another one
-    than `checkpoints[env]` are marked as `results_markdown` marks benchmark rows."""
+    than `checkpoints[env]` are marked as `results_markdown` marks benchmark rows. A latent oracle without the
+    probe depends on the encoder only: it is current when its recorded `encoder_hash` is `encoders[env]`
+    (the shipped checkpoint's encoder on its token grid), whichever checkpoint file it came from."""
     from experiments.oracle_planning import learned_same_seeds
 
     rows, learned = [], {}
@@ -50,7 +52,10 @@ def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None) -
             learned[env, planner, len(seeds)] = _oracle_row(
                 env, planner + stale_mark(env, same["checkpoint_sha1"], checkpoints), "learned world model (its benchmark episodes)", same, "")
         median = sorted(e["replan_median_s"] for e in d["episodes"])[len(d["episodes"]) // 2]
-        stale = stale_mark(env, d.get("checkpoint_sha1"), checkpoints) if d["oracle"] == "latent" else ""  # the state oracle uses no model
+        stale = ""  # the state oracle uses no model
+        if d["oracle"] == "latent":
+            by_encoder = d.get("encoder_hash") and not d.get("readout_goal") and encoders is not None
+            stale = stale_mark(env, d["encoder_hash"], encoders) if by_encoder else stale_mark(env, d.get("checkpoint_sha1"), checkpoints)
         scorer = SCORERS[d["oracle"]]
         if d.get("pool_grid_override") is not None:  # the energy on another token grid than the checkpoint's
             scorer = scorer.replace("frozen encoder", f"frozen encoder, {d['tokens_per_frame']} tokens per frame")
@@ -143,6 +148,19 @@ def shipped_checkpoints() -> dict[str, str]:
     return out
 
 
+def shipped_encoders() -> dict[str, str]:
+    """env -> `encoder_hash` of the encoder (on its token grid) inside the checkpoint its benchmark spec ships."""
+    from wmplan.bench import load_spec
+    from wmplan.encoders import encoder_hash, load_encoder
+
+    out = {}
+    for config in sorted((HERE / "configs").glob("[!_]*.py")):
+        spec = load_spec(config.stem)
+        if (HERE.parent / spec.checkpoint).is_file():
+            out[spec.env] = encoder_hash(load_encoder(HERE.parent / spec.checkpoint))
+    return out
+
+
 def _between(text: str, start: str, end: str, body: str) -> str:
     """`text` with what lies between the markers `start` and `end` replaced by `body` (unchanged without them)."""
     return re.sub(f"{re.escape(start)}.*?{re.escape(end)}", lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
@@ -159,7 +177,7 @@ def main(argv=None) -> int:
     checkpoints = shipped_checkpoints()
     body = results_markdown(dirs, title="wmplan benchmark results", checkpoints=checkpoints) if dirs else "# wmplan benchmark results\n\nNo benchmark has been run yet.\n"
     envs = env_tables(results)
-    oracle, speed, cost = oracle_table(results, checkpoints), speed_table(results, checkpoints), cost_table(results)
+    oracle, speed, cost = oracle_table(results, checkpoints, shipped_encoders()), speed_table(results, checkpoints), cost_table(results)
     conditions = ("Benchmarks run by `experiments/run_benchmarks.sh` ran two at a time, one torch thread each, on the "
                   "2-core machine; `experiments/results/<env>_planner_speed.json` holds re-plan timings measured alone.\n")
     if speed:

@@ -37,7 +37,7 @@ import envs
 from wmplan.bench import REPO_ROOT, file_sha1, _fingerprint, build_agent, load_spec
 from wmplan.cli_commands.bench import planner_settings
 from wmplan.evaluate import evaluate, make_tasks
-from wmplan.encoders import load_encoder
+from wmplan.encoders import encoder_hash, load_encoder
 from wmplan.results import hardware, wilson_interval
 from wmplan.world_model import WorldModel
 
@@ -185,6 +185,7 @@ def main(argv=None) -> int:
               "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,
               "radius_mm": args.radius if args.oracle == "state" else None,
               "tokens_per_frame": wm.latent_shape[0] if args.oracle == "latent" else None,
+              "encoder_hash": encoder_hash(wm.encoder) if args.oracle == "latent" else None,  # what the energy saw
               "pool_grid_override": args.pool_grid,
               "protocol": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc), "hardware": hardware(),
               "oracle_result": _summary(episodes),

@@ -83,4 +83,9 @@ def test_oracle_table_reads_the_learned_row_from_the_benchmark_and_marks_old_che
         "episodes": [{"seed": s, "replan_median_s": 2.0} for s in (0, 1)]}))
     table = oracle_table(tmp_path, {"pusht": "new"})
     assert "| pusht | cem | simulator + frozen encoder, 64 tokens per frame (latent oracle) | 0.50 [" in table
+    # measured from an older checkpoint file whose encoder, re-gridded, is the shipped one's: current
+    data = json.loads((tmp_path / "pusht_oracle_latent_cem-grid8.json").read_text())
+    (tmp_path / "pusht_oracle_latent_cem-grid8.json").write_text(json.dumps(data | {"checkpoint_sha1": "old", "encoder_hash": "e64"}))
+    assert "| pusht | cem | simulator + frozen encoder, 64 tokens" in oracle_table(tmp_path, {"pusht": "new"}, {"pusht": "e64"})
+    assert "| pusht | cem (old checkpoint) | simulator + frozen encoder, 64 tokens" in oracle_table(tmp_path, {"pusht": "new"}, {"pusht": "e16"})
     assert table.count("learned world model") == 1  # the same learned row serves both latent oracles
