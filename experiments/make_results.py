@@ -136,29 +136,26 @@ def env_tables(results_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def shipped_checkpoints() -> dict[str, str]:
-    """env -> SHA-1 of the checkpoint its benchmark spec ships (envs without one are left out)."""
-    from wmplan.bench import file_sha1, load_spec
+def _shipped() -> dict[str, Path]:
+    """env -> the checkpoint file its benchmark spec ships (envs without one are left out)."""
+    from wmplan.bench import load_spec
 
-    out = {}
-    for config in sorted((HERE / "configs").glob("[!_]*.py")):
-        spec = load_spec(config.stem)
-        if (HERE.parent / spec.checkpoint).is_file():
-            out[spec.env] = file_sha1(spec.checkpoint)
-    return out
+    specs = (load_spec(config.stem) for config in sorted((HERE / "configs").glob("[!_]*.py")))
+    return {spec.env: HERE.parent / spec.checkpoint for spec in specs if (HERE.parent / spec.checkpoint).is_file()}
+
+
+def shipped_checkpoints() -> dict[str, str]:
+    """env -> SHA-1 of the checkpoint its benchmark spec ships."""
+    from wmplan.bench import file_sha1
+
+    return {env: file_sha1(path) for env, path in _shipped().items()}
 
 
 def shipped_encoders() -> dict[str, str]:
     """env -> `encoder_hash` of the encoder (on its token grid) inside the checkpoint its benchmark spec ships."""
-    from wmplan.bench import load_spec
     from wmplan.encoders import encoder_hash, load_encoder
 
-    out = {}
-    for config in sorted((HERE / "configs").glob("[!_]*.py")):
-        spec = load_spec(config.stem)
-        if (HERE.parent / spec.checkpoint).is_file():
-            out[spec.env] = encoder_hash(load_encoder(HERE.parent / spec.checkpoint))
-    return out
+    return {env: encoder_hash(load_encoder(path)) for env, path in _shipped().items()}
 
 
 def _between(text: str, start: str, end: str, body: str) -> str:
