@@ -43,10 +43,10 @@ class WorldModel(nn.Module):
         action_dim: env action dimension A.
         proprio_mean, proprio_std: statistics normalising the proprio `[P]` (P = 0: no proprio).
         probe: optional readout of physical quantities from z.
+        device: where the model lives.
 
     Attribute `decoder` (None unless set, e.g. from `wmplan.decoder.load_decoder`): turns latents back
     into frames for videos of imagined rollouts; it is not part of the checkpoint and planning never uses it.
-        device: where the model lives.
     """
 
     # `rollout` takes candidates `[B, S, H, A_fs]` against one history per b (see `wmplan.mpc`)
