@@ -112,17 +112,23 @@ def cost_table(results_dir: Path) -> str:
         m = d["measured"]
         for name, p in d["projected"].items():
             rows.append(f"| {d['env']} | {name.replace('_', ' ')} | {p['pretrain_encoder_steps']} | {p['train_steps']} | "
+                        f"{_train_tokens(d.get('train_pool_grid'))} | "
                         f"{m['pretrain_encoder']['per_step_s']:.2f} | {m['train']['per_step_s']:.3f} | "
                         f"{m['train']['feature_cache_s']:.0f} | {p['total_minutes']:.0f} | "
                         f"{'yes' if p['total_minutes'] <= d['target_minutes'] else 'no'} |")
     if not rows:
         return ""
-    head = ["| env | step counts | pretrain steps | train steps | s / pretrain step | s / train step | feature cache (s) | "
-            "projected total (min) | <= 45 min |", "|---|---|---|---|---|---|---|---|---|"]
+    head = ["| env | step counts | pretrain steps | train steps | train tokens | s / pretrain step | s / train step | "
+            "feature cache (s) | projected total (min) | <= 45 min |", "|---|---|---|---|---|---|---|---|---|---|"]
     note = (f"`experiments/training_cost.py` on {'; '.join(sorted(hardware))}: per-step times and the one-off "
             "feature cache are measured on short runs of the default commands; totals are projected "
             "(fixed + steps x per-step), not timed end to end.")
     return "\n".join(head + rows + ["", note])
+
+
+def _train_tokens(pool_grid) -> str:
+    """The token grid `wmplan train` was timed on (`--pool-grid`; absent or None: the encoder's own)."""
+    return {None: "encoder's grid", 0: "every patch"}.get(pool_grid, f"{pool_grid}x{pool_grid} pooled")
 
 
 def env_tables(results_dir: Path) -> str:

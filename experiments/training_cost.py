@@ -9,7 +9,9 @@ building the model, writing files) and a per-step part: two runs of n1 and n2 st
 the feature cache, so it runs n1 twice: the first run pays for the cache, the second reuses it.
 The full runs are then *projected* as fixed + steps x per-step (+ the cache) for the CLI defaults
 and for the shipped checkpoint's recorded step counts; the JSON says which numbers are measured
-and which are projected. Writes experiments/results/<env>_training_cost.json; a benchmark, not a test.
+and which are projected. `wmplan train` is timed on the token grid of the shipped recipe's train
+command (`--pool-grid`, e.g. every patch for push-T) unless `--pool-grid` says otherwise.
+Writes experiments/results/<env>_training_cost.json; a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -47,17 +49,31 @@ def _split(t1: float, t2: float, n1: int, n2: int) -> dict:
     return {"per_step_s": per_step, "fixed_s": t1 - n1 * per_step, "runs": {str(n1): t1, str(n2): t2}}
 
 
-def _shipped_steps(env: str) -> dict:
-    """Step counts of the shipped checkpoint's recorded commands (manifest.json), where it records them."""
+def _shipped_commands(env: str) -> list[str]:
+    """The shipped checkpoint's recorded commands (manifest.json), encoder pretraining included."""
     path = HERE / "checkpoints" / env / "manifest.json"
     manifest = json.loads(path.read_text()) if path.is_file() else {}
     records = manifest.get("steps", []) + manifest.get("encoder_origin", {}).get("pretrain_steps", [])
+    return [r["command"] for r in records]
+
+
+def _shipped_steps(env: str) -> dict:
+    """Step counts of the shipped checkpoint's recorded commands, where it records them."""
     steps = {}
-    for command in (r["command"] for r in records):
+    for command in _shipped_commands(env):
         found = re.search(r"wmplan (pretrain-encoder|train) .*--steps (\d+)", command)
         if found:
             steps[found.group(1)] = int(found.group(2))
     return steps
+
+
+def _shipped_pool_grid(env: str) -> int | None:
+    """`--pool-grid` of the shipped checkpoint's `wmplan train` command; None where it uses the encoder's own."""
+    for command in _shipped_commands(env):
+        found = re.search(r"wmplan train .*--pool-grid (\d+)", command)
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def main(argv=None) -> int:
@@ -66,17 +82,21 @@ def main(argv=None) -> int:
     p.add_argument("--env", default="pusht")
     p.add_argument("--pretrain-steps", default="3,13", help="two short step counts n1,n2 for pretrain-encoder")
     p.add_argument("--train-steps", default="50,250", help="two short step counts n1,n2 for train")
+    p.add_argument("--pool-grid", type=int, default=None,
+                   help="token grid for `wmplan train` (0 = every patch; default: the shipped recipe's)")
     p.add_argument("--out", default=None, help="result file (default experiments/results/<env>_training_cost.json)")
     args = p.parse_args(argv)
     (p1, p2), (s1, s2) = (tuple(int(n) for n in text.split(",")) for text in (args.pretrain_steps, args.train_steps))
+    grid = _shipped_pool_grid(args.env) if args.pool_grid is None else args.pool_grid
+    grid_args = [] if grid is None else ["--pool-grid", str(grid)]
     with tempfile.TemporaryDirectory() as tmp:
         enc = lambda n: f"{tmp}/encoder_{n}.pt"
         pre = [_timed(["pretrain-encoder", "--data", args.data, "--out", enc(n), "--steps", str(n)]) for n in (p1, p2)]
         # train writes the timing encoder's feature cache next to the dataset; it is removed afterwards
         train = lambda n, run: _timed(["train", "--env", args.env, "--data", args.data, "--encoder", enc(p1),
-                                       "--out", f"{tmp}/train_{run}", "--steps", str(n), "--val-every", str(n)])
+                                       "--out", f"{tmp}/train_{run}", "--steps", str(n), "--val-every", str(n), *grid_args])
         first, t1, t2 = train(s1, "a"), train(s1, "b"), train(s2, "c")
-        cache_path(args.data, load_encoder(enc(p1))).unlink(missing_ok=True)  # the timing encoder's cache only
+        cache_path(args.data, load_encoder(enc(p1), pool_grid=grid)).unlink(missing_ok=True)  # the timing encoder's cache only
     pretrain, training = _split(*pre, p1, p2), _split(t1, t2, s1, s2)
     training["feature_cache_s"] = first - t1
     project = lambda pre_steps, train_steps: {
@@ -89,7 +109,7 @@ def main(argv=None) -> int:
         projected["shipped_checkpoint_recipe"] = project(shipped["pretrain-encoder"], shipped["train"])
     for row in projected.values():
         row["total_minutes"] = (row["pretrain_encoder_s"] + row["train_s"]) / 60
-    result = {"env": args.env, "data": args.data, "hardware": hardware(),
+    result = {"env": args.env, "data": args.data, "hardware": hardware(), "train_pool_grid": grid,
               "measured": {"pretrain_encoder": pretrain, "train": training},
               "projected": projected, "target_minutes": 45,
               "note": "measured: wall times of short runs of the default commands; projected: fixed + steps x per-step"}

@@ -53,7 +53,11 @@ def test_speed_rows_timed_on_another_checkpoint_are_marked(tmp_path):
     readme.write_text("<!-- cost:start -->\n<!-- cost:end -->\n")
     main(["--results", str(results), "--readme", str(readme), "--out", str(tmp_path / "RESULTS.md")])
     text = readme.read_text()
-    assert "| pusht | cli defaults | 3000 | 20000 | 2.50 | 0.100 | 90 | 160 | no |" in text
+    assert "| pusht | cli defaults | 3000 | 20000 | encoder's grid | 2.50 | 0.100 | 90 | 160 | no |" in text
+    cost = json.loads((results / "pusht_training_cost.json").read_text())
+    (results / "pusht_training_cost.json").write_text(json.dumps(cost | {"train_pool_grid": 0}))
+    main(["--results", str(results), "--readme", str(readme), "--out", str(tmp_path / "RESULTS.md")])
+    assert "| pusht | cli defaults | 3000 | 20000 | every patch | 2.50 |" in readme.read_text()
     assert "projected" in text and "Test CPU, 2 cores" in text
 
 
