@@ -121,6 +121,22 @@ def test_run_dir_with_other_config_is_refused(dataset, tmp_path):
         train_world_model(dataset, encoder(), tmp_path, "toy", PCFG, tcfg(steps=2), seed=1, progress=False)
 
 
+def test_cli_predictor_overrides_replace_only_what_they_name():
+    from argparse import ArgumentParser
+
+    from wmplan.cli_commands import train as train_command
+    from wmplan.predictor import PREDICTOR_CONFIGS
+
+    parser = ArgumentParser()
+    train_command.add_arguments(parser)
+    base = ["--env", "pusht", "--data", "d", "--encoder", "e", "--out", "o"]
+    assert train_command.predictor_config(parser.parse_args(base)) == PREDICTOR_CONFIGS["pusht"]
+    cfg = train_command.predictor_config(parser.parse_args([*base, "--width", "128", "--depth", "3"]))
+    assert (cfg.width, cfg.depth, cfg.history) == (128, 3, PREDICTOR_CONFIGS["pusht"].history)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        train_command.predictor_config(parser.parse_args([*base, "--width", "66"]))
+
+
 def test_cli_pretrain_then_train_end_to_end(dataset, tmp_path, capsys):
     from wmplan.cli import main
 

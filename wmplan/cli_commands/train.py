@@ -25,6 +25,8 @@ def add_arguments(p):
     p.add_argument("--predictor", default=None, help="predictor preset (default: the env's, else the default config)")
     p.add_argument("--history", type=int, default=None, help="override the preset's history length")
     p.add_argument("--frameskip", type=int, default=None, help="override the preset's frameskip")
+    p.add_argument("--width", type=int, default=None, help="override the preset's transformer width")
+    p.add_argument("--depth", type=int, default=None, help="override the preset's number of transformer blocks")
     p.add_argument("--conditioning", choices=["concat", "adaln"], default=None, help="override action conditioning")
     p.add_argument("--rollout-steps", type=int, default=1, help="k-step rollout loss (0: teacher forcing only)")
     p.add_argument("--proprio-loss-weight", type=float, default=1.0,
@@ -40,7 +42,8 @@ def predictor_config(args):
     if name is not None and name not in PREDICTOR_CONFIGS:
         raise ValueError(f"unknown predictor preset {name!r}; known: {sorted(PREDICTOR_CONFIGS)}")
     cfg = PREDICTOR_CONFIGS[name] if name else PredictorConfig()
-    overrides = {"history": args.history, "frameskip": args.frameskip, "conditioning": args.conditioning}
+    overrides = {"history": args.history, "frameskip": args.frameskip, "conditioning": args.conditioning,
+                 "width": args.width, "depth": args.depth}
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
