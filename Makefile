@@ -4,7 +4,7 @@ export MUJOCO_GL ?= egl
 # CPU build of PyTorch; a bare `torch` would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test demo bench-speed clean
+.PHONY: install test demo bench-speed bench-envs clean
 
 install:
 	$(PYTHON) -m pip install -q "$(TORCH_SPEC)"
@@ -16,8 +16,15 @@ test: install
 demo: install
 	$(PYTHON) -m wmplan.cli demo
 
+# Time per re-plan of every planner on the shipped push-T world model (issue 6's speed table).
 bench-speed: install
-	$(PYTHON) experiments/bench_env_speed.py
+	$(PYTHON) experiments/bench_planner_speed.py --env pusht --threads 2 --replans 20
+
+# Env throughput and scripted-expert quality of the three environments.
+bench-envs: install
+	$(PYTHON) experiments/bench_pusht.py
+	$(PYTHON) -m experiments.bench_maze
+	OMP_NUM_THREADS=1 $(PYTHON) -m experiments.bench_chips
 
 clean:
 	rm -rf build *.egg-info .pytest_cache runs
