@@ -45,9 +45,11 @@ def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None, e
         d = json.loads(path.read_text())
         env, planner = d["env"], d["planner"] + "".join(f" {k}={v}" for k, v in sorted(d.get("overrides", {}).items()))
         planner += f" + readout goal w={d['readout_goal']['weight']:g}" if d.get("readout_goal") else ""
+        planner += "".join(f", MPC {k}={v}" for k, v in sorted(d.get("mpc_overrides", {}).items()))
         seeds = {e["seed"] for e in d["episodes"]}
         run = d["planner"] + ("-readout" if d.get("readout_goal") else "")
-        same = None if d.get("overrides") else learned_same_seeds(env, run, seeds, d.get("readout_goal"), results_dir)
+        same = None if d.get("overrides") or d.get("mpc_overrides") else learned_same_seeds(
+            env, run, seeds, d.get("readout_goal"), results_dir)
         if same and (env, planner, len(seeds)) not in learned:
             learned[env, planner, len(seeds)] = _oracle_row(
                 env, planner + stale_mark(env, same["checkpoint_sha1"], checkpoints), "learned world model (its benchmark episodes)", same, "")

@@ -141,6 +141,9 @@ def main(argv=None) -> int:
     p.add_argument("--radius", type=float, default=60.0, help="state oracle: block-angle lever arm (mm)")
     p.add_argument("--planner-settings", type=planner_settings, default={},
                    help="JSON overrides of the benchmark's planner settings (results are then not comparable)")
+    p.add_argument("--mpc-settings", type=planner_settings, default={},
+                   help='JSON overrides of the benchmark\'s MPC loop, e.g. \'{"horizon": 8}\' (a test of the loop, not '
+                        'of the model: results are then not comparable)')
     p.add_argument("--readout-goal", action="store_true",
                    help="latent oracle: add the benchmark's probe-read goal term (`wmplan bench --readout-goal`)")
     p.add_argument("--pool-grid", type=int, default=None,
@@ -157,6 +160,10 @@ def main(argv=None) -> int:
         p.error("--pool-grid needs --oracle latent without --readout-goal (the probe reads the checkpoint's grid)")
     torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
+    try:
+        spec = dataclasses.replace(spec, mpc=dataclasses.replace(spec.mpc, **args.mpc_settings))
+    except (TypeError, ValueError) as err:
+        p.error(f"--mpc-settings: {err} (fields: {', '.join(f.name for f in dataclasses.fields(spec.mpc))})")
     env = envs.make(spec.env, **spec.env_kwargs)
     wm_path = REPO_ROOT / (args.checkpoint or spec.checkpoint)
     wm = WorldModel.load(wm_path)
@@ -169,7 +176,8 @@ def main(argv=None) -> int:
     cfg = dataclasses.replace(spec.eval, episodes=args.episodes, keep_out=spec.keep_out)  # as `wmplan bench` does
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     run = args.planner + ("-readout" if args.readout_goal else "")
-    out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}{grid}.json"
+    loop = "".join(f"-{k}{v}" for k, v in sorted(args.mpc_settings.items()))
+    out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}{grid}{loop}.json"
     fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, file_sha1(wm_path),
                                dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, dataclasses.asdict(spec.mpc),
                                *([dataclasses.asdict(spec.readout_goal)] if args.readout_goal else []),
@@ -178,10 +186,10 @@ def main(argv=None) -> int:
     episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
                         fingerprint=fingerprint, progress=not args.quiet)
     seeds = {t.seed for t in tasks}
-    learned = None if args.planner_settings or args.checkpoint else learned_same_seeds(
+    learned = None if args.planner_settings or args.mpc_settings or args.checkpoint else learned_same_seeds(
         args.env, run, seeds, dataclasses.asdict(spec.readout_goal) if args.readout_goal else None)
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
-              "overrides": args.planner_settings,
+              "overrides": args.planner_settings, "mpc_overrides": args.mpc_settings,
               "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,
               "radius_mm": args.radius if args.oracle == "state" else None,
               "tokens_per_frame": wm.latent_shape[0] if args.oracle == "latent" else None,

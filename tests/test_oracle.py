@@ -116,3 +116,22 @@ def test_latent_oracle_scores_on_another_token_grid(tmp_path, tiny_pusht_checkpo
     with pytest.raises(SystemExit):
         main(["--oracle", "state", "--pool-grid", "0"])
     assert "--pool-grid needs --oracle latent" in capsys.readouterr().err
+
+
+def test_oracle_overrides_the_mpc_loop_and_labels_the_row(tmp_path, tiny_pusht_checkpoint, capsys):
+    from experiments.make_results import oracle_table
+
+    out = tmp_path / "pusht_oracle_state_cem-horizon2.json"
+    args = ["--oracle", "state", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
+            "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet"]
+    assert main([*args, "--mpc-settings", '{"horizon": 2}']) == 0
+    result = json.loads(out.read_text())
+    assert result["mpc"]["horizon"] == 2 and result["mpc_overrides"] == {"horizon": 2}
+    assert result["learned_model_same_seeds"] is None  # another loop than the benchmark's: not comparable
+    assert ", MPC horizon=2 |" in oracle_table(tmp_path)
+    with pytest.raises(SystemExit):
+        main([*args, "--mpc-settings", '{"horizon": 0}'])
+    assert "--mpc-settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--mpc-settings", '{"horizn": 8}'])
+    assert "fields: horizon" in capsys.readouterr().err
