@@ -35,7 +35,7 @@ from wmplan.bench import save_gif
 from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.decoder import load_decoder
 from wmplan.encoders import ViTEncoder, load_encoder
-from wmplan.probe import ProbeConfig, fit_probe, state_targets
+from wmplan.probe import ridge_path_r2, state_targets
 from wmplan.world_model import WorldModel
 
 TARGETS = ("agent_x", "agent_y", "block_x", "block_y", "sin(block_theta)", "cos(block_theta)")
@@ -58,9 +58,9 @@ def probe_r2(encoder, train: tuple, val: tuple, names) -> dict:
     zt, zv = _encode_visual(encoder, train[0]), _encode_visual(encoder, val[0])
     yt, yv = torch.as_tensor(train[1]).float(), torch.as_tensor(val[1]).float()
     k = int(0.8 * len(zt))
-    inner = {r: fit_probe(zt[:k], yt[:k], zt[k:], yt[k:], names, ProbeConfig(ridge=r))[1] for r in RIDGES}
+    inner = ridge_path_r2(zt[:k], yt[:k], zt[k:], yt[k:], names, RIDGES)
     best = {n: max(RIDGES, key=lambda r: inner[r][n]) for n in names}
-    held_out = {r: fit_probe(zt, yt, zv, yv, names, ProbeConfig(ridge=r))[1] for r in set(best.values())}
+    held_out = ridge_path_r2(zt, yt, zv, yv, names, sorted(set(best.values())))
     return {n: round(float(held_out[best[n]][n]), 4) for n in names} | {"ridge": best}
 
 
@@ -186,6 +186,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None,
                    help="JSON output (default experiments/results/pusht_world_model.json, with --encoder pusht_encoder_probe.json)")
     p.add_argument("--frames-per-episode", type=int, default=20)
+    p.add_argument("--train-episodes", type=int, default=0,
+                   help="training episodes whose frames fit the encoder probe (default 0: all of them; a linear "
+                        "probe on every patch token has thousands of inputs and needs the frames)")
     p.add_argument("--video", default=None,
                    help="also write a GIF of imagined rollouts on held-out windows (real | imagined); needs "
                         "decoder.pt beside the checkpoint (wmplan train-decoder)")
@@ -200,7 +203,8 @@ def main(argv=None) -> int:
     encoder = load_encoder(args.encoder) if args.encoder else wm.encoder
     train_ids, val_ids = ds.split(0.1, seed=0)
     rng = np.random.default_rng(0)
-    train, val = _frames(ds, train_ids[:300], args.frames_per_episode, rng), _frames(ds, val_ids, args.frames_per_episode, rng)
+    train_ids = train_ids[: args.train_episodes] if args.train_episodes else train_ids
+    train, val = _frames(ds, train_ids, args.frames_per_episode, rng), _frames(ds, val_ids, args.frames_per_episode, rng)
     random_vit = ViTEncoder(encoder.config, seed=123).freeze()
     result = {"encoder_probe_r2": {"pretrained": probe_r2(encoder, train, val, TARGETS),
                                    "random_init": probe_r2(random_vit, train, val, TARGETS),

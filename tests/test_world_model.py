@@ -116,6 +116,20 @@ def test_probe_reads_latents_differentiably():
     assert set(out) == {"agent_x", "agent_y"} and out["agent_x"].shape == (5, 3)
 
 
+def test_ridge_path_scores_each_penalty_as_a_separate_fit_does():
+    from wmplan.probe import ProbeConfig, fit_probe, ridge_path_r2
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(300, 4, 6, generator=g)
+    y = torch.stack([z[:, 0, 0] - 2 * z[:, 3, 5], z[:, 1].sum(-1)], dim=1) + 0.3 * torch.randn(300, 2, generator=g)
+    names = ["a", "b"]
+    path = ridge_path_r2(z[:200], y[:200], z[200:], y[200:], names, (1e-3, 1.0, 100.0))
+    for ridge, scores in path.items():
+        _, alone = fit_probe(z[:200], y[:200], z[200:], y[200:], names, ProbeConfig(ridge=ridge))
+        assert scores == pytest.approx(alone, abs=1e-6)
+    assert path[1e-3]["a"] > 0.8 > path[100.0]["a"]  # a heavy penalty shrinks the readout toward the mean
+
+
 def test_save_load_roundtrip(tmp_path):
     wm = tiny_world_model()
     wm.save(tmp_path / "wm.pt")
@@ -144,3 +158,20 @@ def test_wrong_setup_and_corrupt_files_are_refused(tmp_path):
     torch.save({"kind": "wmplan-encoder"}, tmp_path / "enc.pt")
     with pytest.raises(CheckpointError, match="expected 'wmplan-world-model'"):
         WorldModel.load(tmp_path / "enc.pt")
+
+
+def test_encoder_probe_picks_each_targets_penalty_on_training_frames():
+    from experiments.eval_world_model import RIDGES, probe_r2
+    from wmplan.probe import ridge_path_r2
+
+    encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pool_grid=2), seed=0)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(120, 32, 32, 3), dtype=np.uint8)
+    with torch.no_grad():
+        z = encoder.encode_pixels(frames)  # [120, 4, 16]
+    y = np.stack([z[:, 0, 0].numpy(), rng.normal(size=120)], axis=1).astype(np.float32)  # readable, noise
+    names = ["feature", "noise"]
+    result = probe_r2(encoder, (frames[:80], y[:80]), (frames[80:], y[80:]), names)
+    inner = ridge_path_r2(z[:64], y[:64], z[64:80], y[64:80], names, RIDGES)
+    assert result["ridge"] == {n: max(RIDGES, key=lambda r: inner[r][n]) for n in names}
+    assert result["feature"] > 0.9 and result["noise"] < 0.2

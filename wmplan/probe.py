@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ProbeConfig", "Probe", "fit_probe", "state_targets", "r2_score"]
+__all__ = ["ProbeConfig", "Probe", "fit_probe", "ridge_path_r2", "state_targets", "r2_score"]
 
 
 @dataclass(frozen=True)
@@ -122,31 +122,66 @@ def fit_probe(z_train, y_train, z_val, y_val, names, config: ProbeConfig = Probe
     Returns:
         The fitted probe (on `device`, eval mode) and `{name: R²}` on the validation set.
     """
-    zt, yt, zv, yv = (torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device) for a in (z_train, y_train, z_val, y_val))
-    probe = Probe(zt.shape[1], zt.shape[2], names, config.hidden, seed).to(device)
-    flat = zt.flatten(1)  # [M, N*D]
-    probe.in_mean.copy_(flat.mean(0))
-    probe.in_std.copy_(flat.std(0).clamp_min(1e-6))
-    probe.out_mean.copy_(yt.mean(0))
-    probe.out_std.copy_(yt.std(0).clamp_min(1e-6))
+    zt, yt, zv, yv = _tensors(z_train, y_train, z_val, y_val, device=device)
+    probe = _standardising_probe(zt, yt, names, config.hidden, seed)
     if config.hidden:
         _fit_adam(probe, zt, yt, config)
     else:
-        _fit_ridge(probe, zt, yt, config.ridge)
+        x1, t = _design(probe, zt, yt)
+        _set_linear(probe, _ridge_solve(x1.T @ x1, x1.T @ t, len(x1), config.ridge))
     probe.eval()
     with torch.no_grad():
         r2 = r2_score(probe(zv), yv)
     return probe, {name: float(v) for name, v in zip(names, r2)}
 
 
-def _fit_ridge(probe: Probe, z: torch.Tensor, y: torch.Tensor, ridge: float) -> None:
-    """Closed-form ridge regression in the probe's standardised coordinates (float64 solve)."""
+def ridge_path_r2(z_train, y_train, z_val, y_val, names, ridges, device: str = "cpu") -> dict[float, dict[str, float]]:
+    """Held-out R² per output of the linear probe at each ridge penalty, `{ridge: {name: R²}}`.
+
+    The same fit as `fit_probe(..., ProbeConfig(ridge=r))` for every `r`, but the normal equations
+    are formed once: with many frames and every patch token that product is most of the work.
+    """
+    zt, yt, zv, yv = _tensors(z_train, y_train, z_val, y_val, device=device)
+    probe = _standardising_probe(zt, yt, names, 0, 0)
+    x1, t = _design(probe, zt, yt)
+    gram, xty, scores = x1.T @ x1, x1.T @ t, {}
+    for ridge in ridges:
+        _set_linear(probe, _ridge_solve(gram, xty, len(x1), ridge))
+        with torch.no_grad():
+            scores[ridge] = {name: float(v) for name, v in zip(names, r2_score(probe(zv), yv))}
+    return scores
+
+
+def _tensors(*arrays, device):
+    return tuple(torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device) for a in arrays)
+
+
+def _standardising_probe(zt: torch.Tensor, yt: torch.Tensor, names, hidden: int, seed: int) -> Probe:
+    """An unfitted probe whose input and output standardisation come from the training set."""
+    probe = Probe(zt.shape[1], zt.shape[2], names, hidden, seed).to(zt.device)
+    flat = zt.flatten(1)  # [M, N*D]
+    probe.in_mean.copy_(flat.mean(0))
+    probe.in_std.copy_(flat.std(0).clamp_min(1e-6))
+    probe.out_mean.copy_(yt.mean(0))
+    probe.out_std.copy_(yt.std(0).clamp_min(1e-6))
+    return probe
+
+
+def _design(probe: Probe, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardised inputs with a bias column `[M, F+1]` and targets `[M, K]`, in float64."""
     x = ((z.flatten(1) - probe.in_mean) / probe.in_std).double()  # [M, F]
     t = ((y - probe.out_mean) / probe.out_std).double()  # [M, K]
-    x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)  # bias column
-    reg = ridge * len(x) * torch.eye(x1.shape[1], dtype=x.dtype, device=x.device)
-    reg[-1, -1] = 0.0  # the bias is not penalised
-    w = torch.linalg.solve(x1.T @ x1 + reg, x1.T @ t)  # [F+1, K]
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1), t
+
+
+def _ridge_solve(gram: torch.Tensor, xty: torch.Tensor, n: int, ridge: float) -> torch.Tensor:
+    """Ridge weights `[F+1, K]` from the normal equations; the penalty is per sample, the bias is not penalised."""
+    reg = ridge * n * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    reg[-1, -1] = 0.0
+    return torch.linalg.solve(gram + reg, xty)
+
+
+def _set_linear(probe: Probe, w: torch.Tensor) -> None:
     with torch.no_grad():
         probe.net[0].weight.copy_(w[:-1].T.float())
         probe.net[0].bias.copy_(w[-1].float())
