@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 import envs
-from wmplan.bench import REPO_ROOT, file_sha1, _fingerprint, build_agent, load_spec
+from wmplan.bench import REPO_ROOT, file_sha1, _fingerprint, build_agent, load_spec, mpc_fingerprint
 from wmplan.cli_commands.bench import planner_settings
 from wmplan.evaluate import evaluate, make_tasks
 from wmplan.encoders import encoder_hash, load_encoder
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     loop = "".join(f"-{k}{v}" for k, v in sorted(args.mpc_settings.items()))
     out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}{grid}{loop}.json"
     fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, file_sha1(wm_path),
-                               dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, dataclasses.asdict(spec.mpc),
+                               dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, mpc_fingerprint(spec.mpc),
                                *([dataclasses.asdict(spec.readout_goal)] if args.readout_goal else []),
                                *([{"pool_grid": args.pool_grid}] if args.pool_grid is not None else []))
     log_dir = out.with_suffix("")  # episodes.jsonl: an interrupted run resumes without redoing episodes

@@ -4,7 +4,8 @@
 # Each run writes experiments/results/bench/<env>-<planner>[-route][-readout][-keepout]/{summary.json,...}.
 # PLANNER "<planner>[+route][+readout][+keepout]" (e.g. cem+route+keepout) adds the route energy, the
 # probe-read goal term (--readout-goal) and/or the keep-out guardrail, on the same episodes as the
-# plain planner. PLANNER "icem-48" is iCEM with a smaller budget (48 samples, 6 elites): the
+# plain planner; "+budgeth" tells the MPC loop the step budget (plans end with the episode).
+# PLANNER "icem-48" is iCEM with a smaller budget (48 samples, 6 elites): the
 # speed point under the 0.25 s re-plan target (issue 6); "gd-10" is gradient descent with 10 Adam
 # iterations instead of 20 (8 starts); "gd-4x10" halves that again (4 starts x 10 iterations), the
 # push-T gradient planner's point at that target on the 64-token model, and "gd-4x8" cuts its
@@ -19,6 +20,7 @@ for run in $RUNS; do
   [[ "$name" != *+route* ]] || flags+=(--route)
   [[ "$name" != *+readout* ]] || flags+=(--readout-goal)
   [[ "$name" != *+keepout* ]] || flags+=(--guardrail)
+  [[ "$name" != *+budgeth* ]] || flags+=(--budget-horizon)
   if [ "$planner" = icem-48 ]; then planner=icem settings='{"num_samples": 48, "num_elites": 6}'; fi
   if [ "$planner" = gd-10 ]; then planner=gd settings='{"num_starts": 8, "iterations": 10}'; fi
   if [ "$planner" = gd-4x10 ]; then planner=gd settings='{"num_starts": 4, "iterations": 10}'; fi

@@ -10,7 +10,9 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import tiny_world_model
+from wmplan.bench import mpc_fingerprint
 from wmplan.cli import main
+from wmplan.mpc import MPCConfig
 from wmplan.results import STALE_MARK, results_markdown, wilson_interval
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +57,18 @@ def test_bench_cli_writes_results_and_resumes(tmp_path, tiny_pusht_checkpoint, c
     assert main([*args[:6], "1", *args[7:], "--guardrail"]) == 0
     assert (out / "episodes.superseded.jsonl").read_text().splitlines()[1:] == lines
     assert len((out / "episodes.jsonl").read_text().splitlines()) == 1
+
+
+def test_bench_budget_horizon_plans_up_to_the_episode_end(tmp_path, tiny_pusht_checkpoint):
+    out = tmp_path / "h"
+    assert main(["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--budget-horizon", "--checkpoint",
+                 str(tiny_pusht_checkpoint), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["row"]["planner"] == "cem + budget horizon" and summary["mpc"]["budget"] == 50
+    # re-plans at env steps 0, 5, ..., 45 plan min(5, planned steps left) = 5 x 6, then 4, 3, 2, 1: 40 steps
+    assert summary["row"]["predictor_calls_per_replan"] == 128 * 6 * 40 / 10
+    # runs logged before `budget` existed keep their fingerprint (and so resume)
+    assert "budget" not in mpc_fingerprint(MPCConfig()) and mpc_fingerprint(MPCConfig(budget=50))["budget"] == 50
 
 
 def test_bench_with_keep_out_guardrail_reports_violations(tmp_path, tiny_pusht_checkpoint):

@@ -97,6 +97,20 @@ def test_execute_several_steps_and_records():
     np.testing.assert_allclose(rec.cost, rec.terms["goal"], rtol=1e-6)
 
 
+def test_budget_shrinks_the_horizon_so_plans_end_with_the_episode():
+    # frameskip 2, budget 12 env steps: re-plans at env steps 0, 2, ..., 10 plan min(4, steps left)
+    agent, _ = make_agent(config=MPCConfig(horizon=4, budget=12), costs=[GoalEnergy(steps="last")])
+    path = run(agent, [[0.0, 0.0]], [[0.3, -0.2]], steps=12)
+    assert [r.positions.shape[1] for r in agent.records] == [4, 4, 4, 3, 2, 1]
+    assert [r.env_step for r in agent.records] == [0, 2, 4, 6, 8, 10]
+    # a last-step energy now scores the state the episode ends in
+    assert np.linalg.norm(path[-1, 0] - [0.3, -0.2]) < 0.02
+    run(agent, [[0.0, 0.0]], [[0.3, -0.2]], steps=16)  # past the budget: keeps planning one step ahead
+    assert [r.positions.shape[1] for r in agent.records][-2:] == [1, 1]
+    with pytest.raises(ValueError, match="budget"):
+        MPCConfig(budget=0)
+
+
 def test_keep_out_guardrail_holds_in_the_real_loop():
     # predictions exist every frameskip env steps only: a margin covers the env steps in between
     costs = [GoalEnergy(steps="all"), KeepOut(centers=[[0.0, 0.0]], radii=0.15, margin=0.05, mode="constraint")]

@@ -136,6 +136,13 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def mpc_fingerprint(mpc: MPCConfig) -> dict:
+    """The MPC settings as a fingerprint part. `budget` came later: left out while unset, so episode
+    logs written before it existed still resume."""
+    d = dataclasses.asdict(mpc)
+    return d if d["budget"] is not None else {k: v for k, v in d.items() if k != "budget"}
+
+
 def save_gif(path, frames, duration: float = 0.1) -> None:
     """Frames ``[H, W, 3]`` uint8 as a looping GIF, each pixel drawn 3x3 (64 px frames are tiny)."""
     import imageio
@@ -164,13 +171,18 @@ def _decoder_beside(checkpoint: Path, wm):
 
 def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = None, checkpoint: str | None = None,
               guardrail: bool = False, device: str = "cpu", progress: bool = True, seed: int | None = None,
-              route: bool = False, readout_goal: bool = False, **planner_cfg) -> dict:
-    """Run one (env, planner) benchmark and write its result files. Returns the summary dict."""
+              route: bool = False, readout_goal: bool = False, budget_horizon: bool = False, **planner_cfg) -> dict:
+    """Run one (env, planner) benchmark and write its result files. Returns the summary dict.
+
+    `budget_horizon` tells the MPC loop the episode's step budget, so plans end with the episode
+    (`MPCConfig.budget`: the horizon shrinks over the last re-plans)."""
     import envs
     from wmplan.world_model import WorldModel
 
     cfg = spec.eval if episodes is None else dataclasses.replace(spec.eval, episodes=episodes)
     cfg = dataclasses.replace(cfg, keep_out=spec.keep_out, seed=cfg.seed if seed is None else seed)
+    if budget_horizon:
+        spec = dataclasses.replace(spec, mpc=dataclasses.replace(spec.mpc, budget=cfg.budget))
     env = envs.make(spec.env, **spec.env_kwargs)
     ckpt = _resolve(checkpoint or spec.checkpoint)
     wm = WorldModel.load(ckpt, device=device, env=envs.entry(spec.env).name, image_size=env.image_size,
@@ -183,14 +195,15 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     fingerprint = _fingerprint(spec.env, planner, settings, ckpt_sha1, guardrail,
                                spec.goal_steps, spec.proprio_weight,
                                {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("episodes", "videos")},
-                               dataclasses.asdict(spec.mpc),  # the episode count may grow on resume
+                               mpc_fingerprint(spec.mpc),  # the episode count may grow on resume
                                *([spec.keep_out_margin] if guardrail else []),
                                *([dataclasses.asdict(spec.route), file_sha1(spec.route.graph)] if route else []),
                                *([dataclasses.asdict(spec.readout_goal)] if readout_goal else []))
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
     label = (planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + route" if route else "")
-             + (f" + readout goal w={spec.readout_goal.weight:g}" if readout_goal else "") + (" + keep-out" if guardrail else ""))
+             + (f" + readout goal w={spec.readout_goal.weight:g}" if readout_goal else "") + (" + keep-out" if guardrail else "")
+             + (" + budget horizon" if budget_horizon else ""))
     row = {"env": spec.env, "planner": label,
            **summarize(records, spec.metric_keys)}
     summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},

@@ -38,10 +38,14 @@ class MPCConfig:
     pad: str = "last"  # how the shifted plan is filled at the end: "last" or "zero"
     history_padding: str = "repeat"  # before T frames exist: "repeat" the first one, or "none" (shorter)
     seed: int = 0  # env b plans with generator seed + b, re-applied at every reset
+    budget: Optional[int] = None  # env steps per episode, when known: plans then end with the episode
+    # (shrinking horizon: min(H, remaining planned steps), so the energy scores the state the episode ends in)
 
     def __post_init__(self):
         if self.horizon < 1 or not 1 <= self.execute_steps <= self.horizon:
             raise ValueError(f"need horizon >= 1 and 1 <= execute_steps <= horizon, got {self.horizon}, {self.execute_steps}")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"budget must be >= 1 env steps or None, got {self.budget}")
         if self.pad not in ("last", "zero") or self.history_padding not in ("repeat", "none"):
             raise ValueError("pad must be 'last'|'zero' and history_padding 'repeat'|'none'")
 
@@ -140,6 +144,7 @@ class MPCController:
         self._steps: list[torch.Tensor] = []  # executed planned steps [B, A_fs] between frames
         self._queue: Optional[torch.Tensor] = None  # [B, k, A_fs] planned steps still to execute
         self._plan: Optional[PlanResult] = None
+        self._queue_length = 0  # planned steps the last plan queued for execution
         self._predicted: Optional[torch.Tensor] = None  # [B, H, P, D] latents the chosen plan predicts
         self._pending: Optional[torch.Tensor] = None  # env actions [B, fs, A] of the current planned step
         self._env_step, self._prev_action = 0, None
@@ -195,24 +200,35 @@ class MPCController:
         z_hist = torch.stack(frames, dim=1)
         return z_hist, (torch.stack(steps, dim=1) if steps else None)
 
+    def horizon(self) -> int:
+        """Planned steps of the next plan: the configured H, or with a `budget` only those left in it
+        (at least one), so that a last-step energy scores the state the episode will end in."""
+        H = self.config.horizon
+        if self.config.budget is None:
+            return H
+        left = -(-(self.config.budget - self._env_step) // self.fs)  # ceil: a partly executed last step counts
+        return max(1, min(H, left))
+
     def _replan(self, start: float) -> None:
         cfg = self.config
         z_hist, a_past = self._history()
-        B, H = z_hist.shape[0], cfg.horizon
+        B, H = z_hist.shape[0], self.horizon()
         if self.z_goal.shape[0] != B:
             raise ValueError(f"goal batch {self.z_goal.shape[0]} does not match observation batch {B}")
         if len(self.generators) != B:
             self.generators = [torch.Generator(device=self.planner.device).manual_seed(cfg.seed + b) for b in range(B)]
         init = elites = None
         if cfg.warm_start and self._plan is not None:
-            init = shift_plan(self._plan.actions, cfg.execute_steps, cfg.pad)
-            elites = None if self._plan.elites is None else shift_plan(self._plan.elites, cfg.execute_steps, cfg.pad)
+            done = self._queue_length  # planned steps executed since the previous plan
+            init = shift_plan(self._plan.actions, done, cfg.pad)[:, :H]
+            elites = None if self._plan.elites is None else shift_plan(self._plan.elites, done, cfg.pad)[:, :, :H]
         objective = LatentObjective(self.wm, self.costs, z_hist, self.z_goal, a_past, self._prev_action, self.readout)
         mode = contextlib.nullcontext() if self.planner.needs_grad else torch.inference_mode()
         with mode:
             result = self.planner.plan(objective, B, H, self.plan_low, self.plan_high, init=init,
                                        generator=self.generators, init_elites=elites)
         self._plan, self._queue = result, result.actions[:, : cfg.execute_steps].detach().clone()
+        self._queue_length = self._queue.shape[1]  # min(k, H)
         self.records.append(self._record(objective, result, start))
 
     def _record(self, objective: LatentObjective, result: PlanResult, start: float) -> ReplanRecord:
@@ -239,4 +255,4 @@ class MPCController:
         being executed (None before the first plan or for a model that predicts no latents)."""
         if self._predicted is None or self._queue is None:
             return None
-        return self._predicted[:, self.config.execute_steps - 1 - self._queue.shape[1]]
+        return self._predicted[:, self._queue_length - 1 - self._queue.shape[1]]

@@ -23,6 +23,8 @@ def add_arguments(p):
     p.add_argument("--readout-goal", action="store_true",
                    help="add the env's probe-read goal term (e.g. push-T's block position read from the latents)")
     p.add_argument("--readout-goal-weight", type=float, default=None, help="override that term's weight")
+    p.add_argument("--budget-horizon", action="store_true",
+                   help="tell the MPC loop the step budget: the last re-plans plan only up to the episode's end")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
@@ -64,10 +66,11 @@ def run(args) -> int:
         spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, weight=weight))
     # a re-weighted run never lands in the default run's folder
     readout = ("-readout" + (f"-w{weight:g}" if weight is not None else "")) if args.readout_goal else ""
-    out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-route' if args.route else ''}{readout}{'-keepout' if args.guardrail else ''}"
+    out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-route' if args.route else ''}{readout}{'-keepout' if args.guardrail else ''}{'-budgeth' if args.budget_horizon else ''}"
     summary = run_bench(spec, args.planner, out, episodes=args.episodes, checkpoint=args.checkpoint,
                         guardrail=args.guardrail, device=args.device, progress=not args.quiet, seed=args.seed,
-                        route=args.route, readout_goal=args.readout_goal, **args.planner_settings)
+                        route=args.route, readout_goal=args.readout_goal, budget_horizon=args.budget_horizon,
+                        **args.planner_settings)
     print_summary(summary)
     print(f"results: {out}/summary.json, {out}/episodes.csv; videos: {out}/videos/")
     return 0
