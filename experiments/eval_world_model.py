@@ -5,10 +5,13 @@
 1. Encoder: linear (ridge) probe from frozen *visual* features (proprio excluded) of held-out frames
    to agent xy, block xy, sin/cos block angle (penalty chosen on training frames) -- for the
    checkpoint's encoder and for a randomly initialised ViT of the same shape, so the value of
-   pretraining is visible.
-2. World model: the checkpoint's probe applied to latents *predicted* 1, 5 and 10 steps ahead
-   (each step = frameskip env steps) from the real history and actions: block position error (mm)
-   and angle error (deg), medians over held-out windows.
+   pretraining is visible. The same for an attentive probe (learned queries attend over the
+   tokens, `wmplan.probe.AttentivePool`), which can read relations between patches, such as the
+   block's angle, that no linear map of the flattened tokens reads.
+2. World model: the checkpoint's probe, and the attentive probe fitted on the encoder's real
+   features, applied to latents *predicted* 1, 5 and 10 steps ahead (each step = frameskip env
+   steps) from the real history and actions: block position error (mm) and angle error (deg),
+   medians over held-out windows.
 
 With `--video FILE` (and `decoder.pt` beside the checkpoint) it also draws what the world model
 imagines: held-out windows rolled out open loop, real | decoded prediction at each predicted step.
@@ -24,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout, installed or not
@@ -35,7 +39,7 @@ from wmplan.bench import save_gif
 from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.decoder import load_decoder
 from wmplan.encoders import ViTEncoder, load_encoder
-from wmplan.probe import ridge_path_r2, state_targets
+from wmplan.probe import Probe, ProbeConfig, fit_probe, ridge_path_r2, state_targets
 from wmplan.world_model import WorldModel
 
 TARGETS = ("agent_x", "agent_y", "block_x", "block_y", "sin(block_theta)", "cos(block_theta)")
@@ -47,16 +51,39 @@ def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tenso
 
 
 RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per-sample L2 penalties tried for the linear probe
+ATTENTIVE = ProbeConfig(hidden=128, attentive=True, steps=1500, lr=1e-3, batch_size=256)
 
 
-def probe_r2(encoder, train: tuple, val: tuple, names) -> dict:
+def encoder_probes(encoder, train: tuple, val: tuple, names, attentive: ProbeConfig = ATTENTIVE) -> tuple[dict, Probe]:
+    """Held-out R² of a linear and an attentive probe on the encoder's visual tokens, and the attentive probe.
+
+    The attentive entry also gives the median block position (mm) and angle (deg) errors its reads
+    make on the held-out frames: the floor for reading predicted latents with it.
+    """
+    zt, zv = _encode_visual(encoder, train[0]), _encode_visual(encoder, val[0])  # [M, N, Dv]
+    yt, yv = torch.as_tensor(train[1]).float(), torch.as_tensor(val[1]).float()
+    linear = probe_r2(zt, yt, zv, yv, names)
+    probe, r2 = fit_probe(zt, yt, zv, yv, names, attentive, seed=0)
+    with torch.inference_mode():
+        pos_mm, angle_deg = _block_errors(probe(zv).numpy(), yv.numpy())
+    scores = {n: round(float(v), 4) for n, v in r2.items()}
+    return {"linear": linear, "attentive": scores | {"block_pos_mm_median": round(float(np.median(pos_mm)), 2),
+                                                     "block_angle_deg_median": round(float(np.median(angle_deg)), 2)}}, probe
+
+
+def _block_errors(read: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Block position (mm) and angle (deg) errors of reads `[..., 6]` in `TARGETS` order."""
+    pos = np.hypot(*np.moveaxis(read[..., 2:4] - truth[..., 2:4], -1, 0))
+    ang = np.arctan2(read[..., 4], read[..., 5]) - np.arctan2(truth[..., 4], truth[..., 5])
+    return pos, np.rad2deg(np.abs((ang + np.pi) % (2 * np.pi) - np.pi))
+
+
+def probe_r2(zt: torch.Tensor, yt: torch.Tensor, zv: torch.Tensor, yv: torch.Tensor, names) -> dict:
     """R² per target of a ridge probe on visual tokens `[M, N, D]`, its penalty chosen per target on train data.
 
     The last 20% of the training frames pick each target's penalty from `RIDGES`; the probe is then
     refitted on all training frames and scored on the held-out episodes' frames.
     """
-    zt, zv = _encode_visual(encoder, train[0]), _encode_visual(encoder, val[0])
-    yt, yv = torch.as_tensor(train[1]).float(), torch.as_tensor(val[1]).float()
     k = int(0.8 * len(zt))
     inner = ridge_path_r2(zt[:k], yt[:k], zt[k:], yt[k:], names, RIDGES)
     best = {n: max(RIDGES, key=lambda r: inner[r][n]) for n in names}
@@ -137,36 +164,48 @@ def decoded_angle_errors(wm: WorldModel, ds, ids, horizon: int = 5, windows: int
     return result | {"windows": len(index), "horizon_steps": horizon, "angle_grid_deg": step_deg}
 
 
-def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows: int = 400, seed: int = 0) -> dict:
-    """Median block position (mm) / angle (deg) error of the probe on predicted latents."""
+def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows: int = 400, seed: int = 0,
+                      attentive: Probe | None = None) -> dict:
+    """Median block position (mm) / angle (deg) error of the probe on predicted latents.
+
+    With `attentive` (a probe `[..., N, Dv] -> [..., 6]` in `TARGETS` order, fitted on the encoder's
+    real visual tokens) the same errors of its reads of the predicted visual tokens are added.
+    """
     fs, T, Hmax = wm.frameskip, wm.history, max(horizons)
     index = window_index(ds.lengths()[ids], T + Hmax, fs, stride=fs)
     rng = np.random.default_rng(seed)
     index = index[rng.permutation(len(index))[:max_windows]]
     names, probe = ds.meta["state_names"], wm.probe
-    errs = {h: ([], []) for h in horizons}
-    hold = {h: [] for h in horizons}  # baseline: the block stays where the last real frame shows it
-    bi = [probe.index(n) for n in ("block_x", "block_y", "sin(block_theta)", "cos(block_theta)")]
+    reads, truths, hold = [], [], []
+    attentive_reads = []
+    ti = [probe.index(n) for n in TARGETS[2:]]  # the checkpoint probe's block outputs
     cache = {}
     for e, t in index:
         ep = cache.setdefault(int(ids[e]), ds.episode(int(ids[e])))
         w = gather_window(ep, int(t), T + Hmax, fs)
         z, z_pred = _imagine(wm, w)
         with torch.inference_mode():
-            out = probe(z_pred)[0].numpy()  # [Hmax, K]
-            now = probe(z[:, -1])[0].numpy()  # [K], probe on the last real latent
-        truth = state_targets(w["states"][T:], names, TARGETS)  # [Hmax, 6]
-        for h in horizons:
-            p = out[h - 1, bi]
-            errs[h][0].append(float(np.hypot(*(p[:2] - truth[h - 1, 2:4]))))
-            ang = np.arctan2(p[2], p[3]) - np.arctan2(truth[h - 1, 4], truth[h - 1, 5])
-            errs[h][1].append(float(np.rad2deg(abs((ang + np.pi) % (2 * np.pi) - np.pi))))
-            hold[h].append(float(np.hypot(*(now[bi[:2]] - truth[h - 1, 2:4]))))
-    return {f"{h}_steps": {"env_steps": h * fs, "block_pos_mm_median": round(float(np.median(errs[h][0])), 2),
-                           "block_angle_deg_median": round(float(np.median(errs[h][1])), 2),
-                           "no_change_baseline_block_pos_mm_median": round(float(np.median(hold[h])), 2),
-                           "windows": len(errs[h][0])}
-            for h in horizons}
+            reads.append(probe(z_pred)[0].numpy())  # [Hmax, K]
+            hold.append(probe(z[:, -1])[0].numpy())  # [K], probe on the last real latent
+            if attentive is not None:
+                attentive_reads.append(attentive(z_pred[0, ..., : wm.visual_dim]).numpy())  # [Hmax, 6]
+        truths.append(state_targets(w["states"][T:], names, TARGETS))  # [Hmax, 6]
+    truth = np.stack(truths)  # [W, Hmax, 6]
+    as_targets = lambda r: np.concatenate([np.zeros_like(r[..., :2]), r[..., ti]], axis=-1)  # block in TARGETS' slots
+    pos, ang = _block_errors(as_targets(np.stack(reads)), truth)  # [W, Hmax] each
+    held = np.hypot(*np.moveaxis(np.stack(hold)[:, None, ti[:2]] - truth[..., 2:4], -1, 0))  # the block stays put
+    if attentive is not None:
+        att_pos, att_ang = _block_errors(np.stack(attentive_reads), truth)
+    median = lambda x, h: round(float(np.median(x[:, h - 1])), 2)
+    out = {}
+    for h in horizons:
+        out[f"{h}_steps"] = {"env_steps": h * fs, "block_pos_mm_median": median(pos, h),
+                             "block_angle_deg_median": median(ang, h),
+                             "no_change_baseline_block_pos_mm_median": median(held, h), "windows": len(truth)}
+        if attentive is not None:
+            out[f"{h}_steps"]["attentive_probe"] = {"block_pos_mm_median": median(att_pos, h),
+                                                    "block_angle_deg_median": median(att_ang, h)}
+    return out
 
 
 def _encoder_meta(path) -> dict:
@@ -192,6 +231,7 @@ def main(argv=None) -> int:
     p.add_argument("--video", default=None,
                    help="also write a GIF of imagined rollouts on held-out windows (real | imagined); needs "
                         "decoder.pt beside the checkpoint (wmplan train-decoder)")
+    p.add_argument("--attentive-steps", type=int, default=ATTENTIVE.steps, help="AdamW steps of the attentive probes")
     args = p.parse_args(argv)
     start = time.perf_counter()
     ds = EpisodeDataset(args.data)
@@ -206,13 +246,17 @@ def main(argv=None) -> int:
     train_ids = train_ids[: args.train_episodes] if args.train_episodes else train_ids
     train, val = _frames(ds, train_ids, args.frames_per_episode, rng), _frames(ds, val_ids, args.frames_per_episode, rng)
     random_vit = ViTEncoder(encoder.config, seed=123).freeze()
-    result = {"encoder_probe_r2": {"pretrained": probe_r2(encoder, train, val, TARGETS),
-                                   "random_init": probe_r2(random_vit, train, val, TARGETS),
-                                   "train_frames": len(train[0]), "val_frames": len(val[0])}}
+    config = replace(ATTENTIVE, steps=args.attentive_steps)
+    pretrained, attentive = encoder_probes(encoder, train, val, TARGETS, config)
+    random_init, _ = encoder_probes(random_vit, train, val, TARGETS, config)
+    frames = {"train_frames": len(train[0]), "val_frames": len(val[0])}
+    result = {"encoder_probe_r2": {"pretrained": pretrained["linear"], "random_init": random_init["linear"]} | frames,
+              "attentive_probe": {"pretrained": pretrained["attentive"], "random_init": random_init["attentive"],
+                                  "config": asdict(config)} | frames}
     if args.encoder:
         result |= {"encoder": args.encoder, "encoder_meta": _encoder_meta(args.encoder)}
     else:
-        result |= {"prediction": prediction_errors(wm, ds, val_ids), "checkpoint": args.checkpoint}
+        result |= {"prediction": prediction_errors(wm, ds, val_ids, attentive=attentive), "checkpoint": args.checkpoint}
         if args.video:
             imagined_rollout_video(wm, ds, val_ids, args.video)
             result["video"] = args.video

@@ -130,6 +130,25 @@ def test_ridge_path_scores_each_penalty_as_a_separate_fit_does():
     assert path[1e-3]["a"] > 0.8 > path[100.0]["a"]  # a heavy penalty shrinks the readout toward the mean
 
 
+def test_attentive_probe_reads_a_relation_between_tokens_that_a_linear_probe_cannot():
+    from wmplan.probe import Probe, ProbeConfig, fit_probe
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(800, 6, 4, generator=g)
+    y = (z[:, 1, 0] * z[:, 4, 2])[:, None]  # a product of two tokens' features: no linear readout has it
+    split = lambda t: (t[:600], t[600:])
+    (zt, zv), (yt, yv) = split(z), split(y)
+    _, linear = fit_probe(zt, yt, zv, yv, ["p"], ProbeConfig(ridge=1e-3))
+    config = ProbeConfig(hidden=32, attentive=True, steps=800, lr=3e-3, batch_size=128)
+    probe, attentive = fit_probe(zt, yt, zv, yv, ["p"], config, seed=1)
+    assert linear["p"] < 0.1 and attentive["p"] > 0.8, (linear, attentive)
+    again = Probe.from_dict(probe.to_dict())
+    with torch.no_grad():
+        assert torch.equal(again(zv), probe(zv)) and probe(zv[:2][None]).shape == (1, 2, 1)  # leading dims kept
+    with pytest.raises(ValueError, match="hidden width"):
+        ProbeConfig(attentive=True)
+
+
 def test_save_load_roundtrip(tmp_path):
     wm = tiny_world_model()
     wm.save(tmp_path / "wm.pt")
@@ -171,7 +190,8 @@ def test_encoder_probe_picks_each_targets_penalty_on_training_frames():
         z = encoder.encode_pixels(frames)  # [120, 4, 16]
     y = np.stack([z[:, 0, 0].numpy(), rng.normal(size=120)], axis=1).astype(np.float32)  # readable, noise
     names = ["feature", "noise"]
-    result = probe_r2(encoder, (frames[:80], y[:80]), (frames[80:], y[80:]), names)
+    yt = torch.as_tensor(y)
+    result = probe_r2(z[:80], yt[:80], z[80:], yt[80:], names)
     inner = ridge_path_r2(z[:64], y[:64], z[64:80], y[64:80], names, RIDGES)
     assert result["ridge"] == {n: max(RIDGES, key=lambda r: inner[r][n]) for n in names}
     assert result["feature"] > 0.9 and result["noise"] < 0.2

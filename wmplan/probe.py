@@ -1,4 +1,4 @@
-"""Readouts of physical quantities from frozen latents (linear or small-MLP probes).
+"""Readouts of physical quantities from frozen latents (linear, small-MLP or attentive probes).
 
 Guardrails and evaluation read predicted quantities (e.g. the agent's xy) through a probe trained
 on latents of real frames: `probe(z [..., N, D]) -> [..., K]`, differentiable, in physical units,
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ProbeConfig", "Probe", "fit_probe", "ridge_path_r2", "state_targets", "r2_score"]
+__all__ = ["ProbeConfig", "Probe", "AttentivePool", "fit_probe", "ridge_path_r2", "state_targets", "r2_score"]
 
 
 @dataclass(frozen=True)
@@ -22,14 +22,18 @@ class ProbeConfig:
     """How a probe is built and fitted."""
 
     hidden: int = 0  # 0: linear readout of the flattened tokens (closed-form ridge); >0: MLP hidden width
+    attentive: bool = False  # pool the tokens by attention first (V-JEPA's attentive probe); needs hidden > 0
     ridge: float = 1e-2  # L2 penalty of the linear probe, per sample, on standardised inputs
-    steps: int = 500  # full-batch AdamW steps (MLP probe)
-    lr: float = 3e-3  # AdamW learning rate (MLP probe)
-    weight_decay: float = 1e-4  # AdamW weight decay (MLP probe)
+    steps: int = 500  # AdamW steps (MLP and attentive probes), learning rate decayed on a cosine
+    lr: float = 3e-3  # AdamW peak learning rate (MLP and attentive probes)
+    weight_decay: float = 1e-4  # AdamW weight decay (MLP and attentive probes)
+    batch_size: int = 0  # frames per AdamW step (0: all of them)
 
     def __post_init__(self):
-        if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.ridge < 0:
-            raise ValueError("hidden must be >= 0, steps >= 1, lr > 0 and ridge >= 0")
+        if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.ridge < 0 or self.batch_size < 0:
+            raise ValueError("hidden must be >= 0, steps >= 1, lr > 0, ridge >= 0 and batch_size >= 0")
+        if self.attentive and not self.hidden:
+            raise ValueError("an attentive probe needs a hidden width (hidden > 0)")
 
 
 class Probe(nn.Module):
@@ -41,17 +45,24 @@ class Probe(nn.Module):
         names: the K output names.
         hidden: width of the hidden layer (0 for a linear probe).
         seed: seed of the random initialisation.
+        attentive: pool the tokens with learned queries first (`AttentivePool`, width `hidden`).
     """
 
-    def __init__(self, num_tokens: int, latent_dim: int, names, hidden: int = 0, seed: int = 0):
+    def __init__(self, num_tokens: int, latent_dim: int, names, hidden: int = 0, seed: int = 0, attentive: bool = False):
         super().__init__()
-        self.names, self.hidden = list(names), hidden
+        if attentive and not hidden:
+            raise ValueError("an attentive probe needs a hidden width (hidden > 0)")
+        self.names, self.hidden, self.attentive = list(names), hidden, attentive
         self.num_tokens, self.latent_dim = num_tokens, latent_dim
         K, F_in = len(self.names), num_tokens * latent_dim
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            layers = [nn.Linear(F_in, K)] if not hidden else [nn.Linear(F_in, hidden), nn.GELU(), nn.Linear(hidden, K)]
-            self.net = nn.Sequential(*layers)
+            if attentive:
+                self.net = AttentivePool(num_tokens, latent_dim, hidden, K)
+            elif hidden:
+                self.net = nn.Sequential(nn.Linear(F_in, hidden), nn.GELU(), nn.Linear(hidden, K))
+            else:
+                self.net = nn.Sequential(nn.Linear(F_in, K))
         self.register_buffer("in_mean", torch.zeros(F_in))
         self.register_buffer("in_std", torch.ones(F_in))
         self.register_buffer("out_mean", torch.zeros(K))
@@ -59,6 +70,8 @@ class Probe(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = (z.flatten(-2) - self.in_mean) / self.in_std  # [..., N*D]
+        if self.attentive:
+            x = x.unflatten(-1, (self.num_tokens, self.latent_dim))  # [..., N, D]
         return self.net(x) * self.out_std + self.out_mean  # [..., K]
 
     def read(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -73,14 +86,39 @@ class Probe(nn.Module):
         return self.names.index(name)
 
     def to_dict(self) -> dict:
-        return {"names": self.names, "hidden": self.hidden, "num_tokens": self.num_tokens,
+        return {"names": self.names, "hidden": self.hidden, "attentive": self.attentive, "num_tokens": self.num_tokens,
                 "latent_dim": self.latent_dim, "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Probe":
-        probe = cls(d["num_tokens"], d["latent_dim"], d["names"], d["hidden"])
+        probe = cls(d["num_tokens"], d["latent_dim"], d["names"], d["hidden"], attentive=d.get("attentive", False))
         probe.load_state_dict(d["state_dict"])
         return probe
+
+
+class AttentivePool(nn.Module):
+    """Learned queries attend over the tokens, an MLP reads their outputs: ``[..., N, D] -> [..., K]``.
+
+    A pose is a relation between patches (which ones hold the block, and where), which a linear map of
+    the flattened tokens reads poorly; attention pooling (V-JEPA's attentive probe) can pick the
+    patches first. Each token gets a learned position embedding, so the pooling knows where it looks.
+    """
+
+    def __init__(self, num_tokens: int, latent_dim: int, width: int, outputs: int, queries: int = 4, heads: int = 4):
+        super().__init__()
+        self.embed = nn.Linear(latent_dim, width)  # inputs arrive standardised per feature
+        self.pos = nn.Parameter(torch.zeros(num_tokens, width))
+        self.mix = nn.Sequential(nn.GELU(), nn.Linear(width, width))
+        self.queries = nn.Parameter(0.02 * torch.randn(queries, width))
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(queries * width, 2 * width), nn.GELU(), nn.Linear(2 * width, outputs))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-2]
+        x = self.embed(z.reshape(-1, *z.shape[-2:])) + self.pos  # [M, N, W]
+        x = x + self.mix(x)
+        pooled, _ = self.attn(self.queries.expand(len(x), -1, -1), x, x, need_weights=False)  # [M, Q, W]
+        return self.head(pooled.flatten(1)).reshape(*lead, -1)  # [..., K]
 
 
 def state_targets(states: np.ndarray, state_names, targets) -> np.ndarray:
@@ -123,9 +161,9 @@ def fit_probe(z_train, y_train, z_val, y_val, names, config: ProbeConfig = Probe
         The fitted probe (on `device`, eval mode) and `{name: R²}` on the validation set.
     """
     zt, yt, zv, yv = _tensors(z_train, y_train, z_val, y_val, device=device)
-    probe = _standardising_probe(zt, yt, names, config.hidden, seed)
+    probe = _standardising_probe(zt, yt, names, config.hidden, seed, config.attentive)
     if config.hidden:
-        _fit_adam(probe, zt, yt, config)
+        _fit_adam(probe, zt, yt, config, seed)
     else:
         x1, t = _design(probe, zt, yt)
         _set_linear(probe, _ridge_solve(x1.T @ x1, x1.T @ t, len(x1), config.ridge))
@@ -156,9 +194,10 @@ def _tensors(*arrays, device):
     return tuple(torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device) for a in arrays)
 
 
-def _standardising_probe(zt: torch.Tensor, yt: torch.Tensor, names, hidden: int, seed: int) -> Probe:
+def _standardising_probe(zt: torch.Tensor, yt: torch.Tensor, names, hidden: int, seed: int,
+                         attentive: bool = False) -> Probe:
     """An unfitted probe whose input and output standardisation come from the training set."""
-    probe = Probe(zt.shape[1], zt.shape[2], names, hidden, seed).to(zt.device)
+    probe = Probe(zt.shape[1], zt.shape[2], names, hidden, seed, attentive).to(zt.device)
     flat = zt.flatten(1)  # [M, N*D]
     probe.in_mean.copy_(flat.mean(0))
     probe.in_std.copy_(flat.std(0).clamp_min(1e-6))
@@ -187,13 +226,20 @@ def _set_linear(probe: Probe, w: torch.Tensor) -> None:
         probe.net[0].bias.copy_(w[-1].float())
 
 
-def _fit_adam(probe: Probe, z: torch.Tensor, y: torch.Tensor, config: ProbeConfig) -> None:
+def _fit_adam(probe: Probe, z: torch.Tensor, y: torch.Tensor, config: ProbeConfig, seed: int = 0) -> None:
+    """AdamW on the standardised squared error, full batch or seeded mini-batches, cosine-decayed rate."""
     opt = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
+    gen = torch.Generator().manual_seed(seed)
+    batch = config.batch_size if 0 < config.batch_size < len(z) else 0
+    probe.train()
     for _ in range(config.steps):
-        loss = (((probe(z) - y) / probe.out_std) ** 2).mean()
+        idx = torch.randint(len(z), (batch,), generator=gen).to(z.device) if batch else slice(None)
+        loss = (((probe(z[idx]) - y[idx]) / probe.out_std) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
 
 
 def probe_config_dict(config: ProbeConfig) -> dict:
