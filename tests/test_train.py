@@ -171,3 +171,15 @@ def test_cli_pretrain_then_train_end_to_end(dataset, tmp_path, capsys):
     assert main(["train", "--env", "pusht", *args[3:]]) == 2  # wrong env: one-line error
     assert "collected in 'toy'" in capsys.readouterr().err
     assert main([*args[:5], "--encoder", str(tmp_path / "nope.pt"), *args[7:]]) == 2
+
+
+def test_train_signature_leaves_out_probe_options_while_unset_so_older_runs_resume():
+    from dataclasses import asdict
+    from wmplan.train import _run_signature
+
+    pcfg, tcfg = PredictorConfig(), TrainConfig()
+    probe = _run_signature("pusht", pcfg, tcfg, 0, "h")["train"]["probe"]
+    assert probe == {k: v for k, v in asdict(ProbeConfig()).items() if k not in ("attentive", "batch_size")}
+    attentive = TrainConfig(probe=ProbeConfig(hidden=64, attentive=True, batch_size=128))
+    probe = _run_signature("pusht", pcfg, attentive, 0, "h")["train"]["probe"]
+    assert probe["attentive"] is True and probe["batch_size"] == 128  # a set option still tells runs apart

@@ -145,8 +145,9 @@ def test_attentive_probe_reads_a_relation_between_tokens_that_a_linear_probe_can
     again = Probe.from_dict(probe.to_dict())
     with torch.no_grad():
         assert torch.equal(again(zv), probe(zv)) and probe(zv[:2][None]).shape == (1, 2, 1)  # leading dims kept
-    with pytest.raises(ValueError, match="hidden width"):
-        ProbeConfig(attentive=True)
+    for hidden in (0, 30):  # none, or one the attention heads cannot split
+        with pytest.raises(ValueError, match="hidden width"):
+            ProbeConfig(hidden=hidden, attentive=True)
 
 
 def test_save_load_roundtrip(tmp_path):

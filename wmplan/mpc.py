@@ -39,7 +39,8 @@ class MPCConfig:
     history_padding: str = "repeat"  # before T frames exist: "repeat" the first one, or "none" (shorter)
     seed: int = 0  # env b plans with generator seed + b, re-applied at every reset
     budget: Optional[int] = None  # env steps per episode, when known: plans then end with the episode
-    # (shrinking horizon: min(H, remaining planned steps), so the energy scores the state the episode ends in)
+    # (shrinking horizon: min(H, planned steps left), so the plan's last predicted state is the one the
+    # episode ends in; when the budget is not a multiple of frameskip it is the first state after it)
 
     def __post_init__(self):
         if self.horizon < 1 or not 1 <= self.execute_steps <= self.horizon:
@@ -202,7 +203,8 @@ class MPCController:
 
     def horizon(self) -> int:
         """Planned steps of the next plan: the configured H, or with a `budget` only those left in it
-        (at least one), so that a last-step energy scores the state the episode will end in."""
+        (at least one, a partly executed last step counting), so that the plan's last predicted state
+        is the state the episode will end in (a last-step energy scores exactly that one)."""
         H = self.config.horizon
         if self.config.budget is None:
             return H

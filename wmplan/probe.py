@@ -32,8 +32,8 @@ class ProbeConfig:
     def __post_init__(self):
         if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.ridge < 0 or self.batch_size < 0:
             raise ValueError("hidden must be >= 0, steps >= 1, lr > 0, ridge >= 0 and batch_size >= 0")
-        if self.attentive and not self.hidden:
-            raise ValueError("an attentive probe needs a hidden width (hidden > 0)")
+        if self.attentive and (not self.hidden or self.hidden % AttentivePool.heads):
+            raise ValueError(f"an attentive probe needs a hidden width (hidden > 0) divisible by {AttentivePool.heads}")
 
 
 class Probe(nn.Module):
@@ -50,8 +50,8 @@ class Probe(nn.Module):
 
     def __init__(self, num_tokens: int, latent_dim: int, names, hidden: int = 0, seed: int = 0, attentive: bool = False):
         super().__init__()
-        if attentive and not hidden:
-            raise ValueError("an attentive probe needs a hidden width (hidden > 0)")
+        if attentive and (not hidden or hidden % AttentivePool.heads):
+            raise ValueError(f"an attentive probe needs a hidden width (hidden > 0) divisible by {AttentivePool.heads}")
         self.names, self.hidden, self.attentive = list(names), hidden, attentive
         self.num_tokens, self.latent_dim = num_tokens, latent_dim
         K, F_in = len(self.names), num_tokens * latent_dim
@@ -104,14 +104,16 @@ class AttentivePool(nn.Module):
     patches first. Each token gets a learned position embedding, so the pooling knows where it looks.
     """
 
-    def __init__(self, num_tokens: int, latent_dim: int, width: int, outputs: int, queries: int = 4, heads: int = 4):
+    num_queries, heads = 4, 4  # learned queries; attention heads (the width must divide by them)
+
+    def __init__(self, num_tokens: int, latent_dim: int, width: int, outputs: int):
         super().__init__()
         self.embed = nn.Linear(latent_dim, width)  # inputs arrive standardised per feature
         self.pos = nn.Parameter(torch.zeros(num_tokens, width))
         self.mix = nn.Sequential(nn.GELU(), nn.Linear(width, width))
-        self.queries = nn.Parameter(0.02 * torch.randn(queries, width))
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.head = nn.Sequential(nn.Linear(queries * width, 2 * width), nn.GELU(), nn.Linear(2 * width, outputs))
+        self.queries = nn.Parameter(0.02 * torch.randn(self.num_queries, width))
+        self.attn = nn.MultiheadAttention(width, self.heads, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(self.num_queries * width, 2 * width), nn.GELU(), nn.Linear(2 * width, outputs))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-2]
@@ -154,7 +156,7 @@ def fit_probe(z_train, y_train, z_val, y_val, names, config: ProbeConfig = Probe
         y_train, y_val: targets `[M, K]`.
         names: the K output names.
         config: probe size and optimisation.
-        seed: seed of the initialisation.
+        seed: seed of the initialisation and of the mini-batch draws.
         device: where to fit.
 
     Returns:
@@ -198,9 +200,14 @@ def _standardising_probe(zt: torch.Tensor, yt: torch.Tensor, names, hidden: int,
                          attentive: bool = False) -> Probe:
     """An unfitted probe whose input and output standardisation come from the training set."""
     probe = Probe(zt.shape[1], zt.shape[2], names, hidden, seed, attentive).to(zt.device)
-    flat = zt.flatten(1)  # [M, N*D]
-    probe.in_mean.copy_(flat.mean(0))
-    probe.in_std.copy_(flat.std(0).clamp_min(1e-6))
+    if attentive:  # one scale per feature shared by all tokens, so near-constant background patches
+        per_feature = zt.flatten(0, 1)  # [M*N, D]; keep their small values instead of amplified noise
+        mean, std = per_feature.mean(0).repeat(zt.shape[1]), per_feature.std(0).repeat(zt.shape[1])  # [N*D]
+    else:
+        flat = zt.flatten(1)  # [M, N*D]
+        mean, std = flat.mean(0), flat.std(0)
+    probe.in_mean.copy_(mean)
+    probe.in_std.copy_(std.clamp_min(1e-6))
     probe.out_mean.copy_(yt.mean(0))
     probe.out_std.copy_(yt.std(0).clamp_min(1e-6))
     return probe

@@ -158,8 +158,13 @@ def validate(wm, z_eps, actions, windows, n_frames, cfg, device) -> dict:
 
 
 def _run_signature(env, pcfg, tcfg, seed, enc_hash) -> dict:
-    return {"env": env, "predictor": asdict(pcfg), "train": asdict(tcfg) | {"steps": None}, "seed": seed,
-            "encoder_hash": enc_hash}
+    train = asdict(tcfg) | {"steps": None}
+    train["probe"] = {k: v for k, v in train["probe"].items()  # probe options added later leave the
+                      if k not in _LATER_PROBE_DEFAULTS or v != _LATER_PROBE_DEFAULTS[k]}  # signature while unset
+    return {"env": env, "predictor": asdict(pcfg), "train": train, "seed": seed, "encoder_hash": enc_hash}
+
+
+_LATER_PROBE_DEFAULTS = {"attentive": False, "batch_size": 0}  # runs started before these existed still resume
 
 
 def _save_state(path, wm, opt, step, gen, log, signature):
