@@ -111,6 +111,17 @@ def test_budget_shrinks_the_horizon_so_plans_end_with_the_episode():
         MPCConfig(budget=0)
 
 
+def test_budget_horizon_with_several_executed_steps_and_a_new_episode():
+    # frameskip 2, k = 3 planned steps executed per re-plan: re-plans at env steps 0 and 6 plan 4, then 3
+    agent, _ = make_agent(config=MPCConfig(horizon=4, execute_steps=3, budget=12), costs=[GoalEnergy(steps="last")])
+    path = run(agent, [[0.0, 0.0]], [[0.3, -0.2]], steps=12)
+    assert [(r.env_step, r.positions.shape[1]) for r in agent.records] == [(0, 4), (6, 3)]
+    assert np.linalg.norm(path[-1, 0] - [0.3, -0.2]) < 0.02
+    agent.reset()  # a new episode plans the full horizon again, from no warm start of the shrunk plan
+    run(agent, [[0.0, 0.0]], [[-0.3, 0.2]], steps=2)
+    assert (agent.records[-1].env_step, agent.records[-1].positions.shape[1]) == (0, 4)
+
+
 def test_keep_out_guardrail_holds_in_the_real_loop():
     # predictions exist every frameskip env steps only: a margin covers the env steps in between
     costs = [GoalEnergy(steps="all"), KeepOut(centers=[[0.0, 0.0]], radii=0.15, margin=0.05, mode="constraint")]
