@@ -168,6 +168,9 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
                       attentive: Probe | None = None) -> dict:
     """Median block position (mm) / angle (deg) error of the probe on predicted latents.
 
+    Two no-change baselines: the probe's read of the last real latent (`no_change_baseline_...`,
+    the probe's own error included), and the true state of the last real frame (`no_change_true_state`).
+
     With `attentive` (a probe `[..., N, Dv] -> [..., 6]` in `TARGETS` order, fitted on the encoder's
     real visual tokens) the same errors of its reads of the predicted visual tokens are added.
     """
@@ -176,7 +179,7 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
     rng = np.random.default_rng(seed)
     index = index[rng.permutation(len(index))[:max_windows]]
     names, probe = ds.meta["state_names"], wm.probe
-    reads, truths, hold = [], [], []
+    reads, truths, hold, last = [], [], [], []
     attentive_reads = []
     ti = [probe.index(n) for n in TARGETS[2:]]  # the checkpoint probe's block outputs
     cache = {}
@@ -190,10 +193,12 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
             if attentive is not None:
                 attentive_reads.append(attentive(z_pred[0, ..., : wm.visual_dim]).numpy())  # [Hmax, 6]
         truths.append(state_targets(w["states"][T:], names, TARGETS))  # [Hmax, 6]
+        last.append(state_targets(w["states"][T - 1], names, TARGETS))  # [6], the last real frame's state
     truth = np.stack(truths)  # [W, Hmax, 6]
     as_targets = lambda r: np.concatenate([np.zeros_like(r[..., :2]), r[..., ti]], axis=-1)  # block in TARGETS' slots
     pos, ang = _block_errors(as_targets(np.stack(reads)), truth)  # [W, Hmax] each
     held = np.hypot(*np.moveaxis(np.stack(hold)[:, None, ti[:2]] - truth[..., 2:4], -1, 0))  # the block stays put
+    still_pos, still_ang = _block_errors(np.stack(last)[:, None], truth)  # ... where it truly was: no probe error
     if attentive is not None:
         att_pos, att_ang = _block_errors(np.stack(attentive_reads), truth)
     median = lambda x, h: round(float(np.median(x[:, h - 1])), 2)
@@ -201,7 +206,9 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
     for h in horizons:
         out[f"{h}_steps"] = {"env_steps": h * fs, "block_pos_mm_median": median(pos, h),
                              "block_angle_deg_median": median(ang, h),
-                             "no_change_baseline_block_pos_mm_median": median(held, h), "windows": len(truth)}
+                             "no_change_baseline_block_pos_mm_median": median(held, h), "windows": len(truth),
+                             "no_change_true_state": {"block_pos_mm_median": median(still_pos, h),
+                                                      "block_angle_deg_median": median(still_ang, h)}}
         if attentive is not None:
             out[f"{h}_steps"]["attentive_probe"] = {"block_pos_mm_median": median(att_pos, h),
                                                     "block_angle_deg_median": median(att_ang, h)}
