@@ -39,6 +39,7 @@ from wmplan.bench import save_gif
 from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.decoder import load_decoder
 from wmplan.encoders import ViTEncoder, load_encoder
+from wmplan.probe import ATTENTIVE_PROBE as ATTENTIVE
 from wmplan.probe import Probe, ProbeConfig, fit_probe, ridge_path_r2, state_targets
 from wmplan.world_model import WorldModel
 
@@ -51,7 +52,6 @@ def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tenso
 
 
 RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per-sample L2 penalties tried for the linear probe
-ATTENTIVE = ProbeConfig(hidden=128, attentive=True, steps=1500, lr=1e-3, batch_size=256)
 
 
 def encoder_probes(encoder, train: tuple, val: tuple, names, attentive: ProbeConfig = ATTENTIVE) -> tuple[dict, Probe]:

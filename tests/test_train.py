@@ -54,7 +54,7 @@ PCFG = PredictorConfig(history=2, frameskip=2, width=32, depth=2, num_heads=2)
 
 def tcfg(steps=150, **kw):
     return TrainConfig(steps=steps, batch_size=32, lr=3e-3, warmup_steps=10, val_every=25, ckpt_every=25,
-                       val_fraction=0.34, probe=ProbeConfig(steps=200), **kw)
+                       val_fraction=0.34, **{"probe": ProbeConfig(steps=200)} | kw)
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +171,17 @@ def test_cli_pretrain_then_train_end_to_end(dataset, tmp_path, capsys):
     assert main(["train", "--env", "pusht", *args[3:]]) == 2  # wrong env: one-line error
     assert "collected in 'toy'" in capsys.readouterr().err
     assert main([*args[:5], "--encoder", str(tmp_path / "nope.pt"), *args[7:]]) == 2
+
+
+def test_training_can_fit_an_attentive_probe_that_the_checkpoint_keeps(dataset, tmp_path):
+    probe = ProbeConfig(hidden=16, attentive=True, steps=300, lr=3e-3, batch_size=64)
+    metrics = train_world_model(dataset, encoder(), tmp_path, "toy", PCFG, tcfg(steps=30, probe=probe), progress=False)
+    assert metrics["probe_r2"]["agent_x"] > 0.8 and metrics["probe_r2"]["agent_y"] > 0.8
+    wm = WorldModel.load(tmp_path / "world_model.pt", env="toy", image_size=SIZE, action_dim=2)
+    assert wm.probe.attentive and wm.probe.names == ["agent_x", "agent_y"]
+    z = wm.encode(dataset.episode(0)["pixels"][:3], dataset.episode(0)["proprio"][:3])  # [3, N, D]
+    with torch.no_grad():
+        assert wm.probe(z).shape == (3, 2) and torch.isfinite(wm.probe(z)).all()
 
 
 def test_train_signature_leaves_out_probe_options_while_unset_so_older_runs_resume():

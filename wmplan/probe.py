@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ProbeConfig", "Probe", "AttentivePool", "fit_probe", "ridge_path_r2", "state_targets", "r2_score"]
+__all__ = ["ProbeConfig", "ATTENTIVE_PROBE", "Probe", "AttentivePool", "fit_probe", "ridge_path_r2", "state_targets", "r2_score"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,10 @@ class AttentivePool(nn.Module):
         x = x + self.mix(x)
         pooled, _ = self.attn(self.queries.expand(len(x), -1, -1), x, x, need_weights=False)  # [M, Q, W]
         return self.head(pooled.flatten(1)).reshape(*lead, -1)  # [..., K]
+
+
+ATTENTIVE_PROBE = ProbeConfig(hidden=128, attentive=True, steps=1500, lr=1e-3, batch_size=256)
+# push-T, 64 tokens of 128 features, 18,000 frames: ~5 min on 2 CPU threads; agent/block/angle R² 0.96/0.97/0.7
 
 
 def state_targets(states: np.ndarray, state_names, targets) -> np.ndarray:

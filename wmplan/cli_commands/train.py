@@ -31,6 +31,9 @@ def add_arguments(p):
     p.add_argument("--rollout-steps", type=int, default=1, help="k-step rollout loss (0: teacher forcing only)")
     p.add_argument("--proprio-loss-weight", type=float, default=1.0,
                    help="loss weight of each proprio feature relative to a visual one (1: plain MSE)")
+    p.add_argument("--probe", choices=["linear", "attentive"], default="linear",
+                   help="readout fitted at the end: ridge on the flattened tokens, or an attentive probe that also "
+                        "reads relations between patches such as push-T's block angle (~5 min more on a CPU)")
     p.add_argument("--val-every", type=int, default=500, help="steps between validations and checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -50,6 +53,7 @@ def predictor_config(args):
 def run(args) -> int:
     from wmplan.data import EpisodeDataset
     from wmplan.encoders import load_encoder
+    from wmplan.probe import ATTENTIVE_PROBE, ProbeConfig
     from wmplan.train import TrainConfig, train_world_model
 
     dataset = EpisodeDataset(args.data)
@@ -58,6 +62,7 @@ def run(args) -> int:
     encoder = load_encoder(args.encoder, device=args.device, pool_grid=args.pool_grid)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, rollout_steps=args.rollout_steps,
                          proprio_weight=args.proprio_loss_weight,
+                         probe=ATTENTIVE_PROBE if args.probe == "attentive" else ProbeConfig(),
                          val_every=args.val_every, ckpt_every=args.val_every, warmup_steps=min(200, args.steps // 10 + 1))
     metrics = train_world_model(dataset, encoder, args.out, args.env, predictor_config(args), config, seed=args.seed,
                                 device=args.device, progress=not args.quiet)
