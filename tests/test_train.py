@@ -53,8 +53,9 @@ PCFG = PredictorConfig(history=2, frameskip=2, width=32, depth=2, num_heads=2)
 
 
 def tcfg(steps=150, **kw):
-    return TrainConfig(steps=steps, batch_size=32, lr=3e-3, warmup_steps=10, val_every=25, ckpt_every=25,
-                       val_fraction=0.34, **{"probe": ProbeConfig(steps=200)} | kw)
+    defaults = dict(batch_size=32, lr=3e-3, warmup_steps=10, val_every=25, ckpt_every=25, val_fraction=0.34,
+                    probe=ProbeConfig(steps=200))
+    return TrainConfig(steps=steps, **defaults | kw)
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +195,40 @@ def test_train_signature_leaves_out_probe_options_while_unset_so_older_runs_resu
     attentive = TrainConfig(probe=ProbeConfig(hidden=64, attentive=True, batch_size=128))
     probe = _run_signature("pusht", pcfg, attentive, 0, "h")["train"]["probe"]
     assert probe["attentive"] is True and probe["batch_size"] == 128  # a set option still tells runs apart
+
+
+def test_readout_loss_is_the_weighted_probe_disagreement_and_training_lowers_it(dataset, tmp_path):
+    from wmplan.train import window_loss
+
+    metrics = train_world_model(dataset, encoder(), tmp_path, "toy", PCFG, tcfg(steps=100, readout_weight=0.5),
+                                progress=False)
+    log = metrics["log"]
+    assert "readout" in log[-1] and log[-1]["val_readout"] < log[0]["val_readout"]
+    wm = WorldModel.load(tmp_path / "world_model.pt", env="toy", image_size=SIZE, action_dim=2)
+    assert metrics["probe_r2"]["agent_x"] > 0.8  # the frozen probe of the loss is the checkpoint's probe
+    ep = dataset.episode(0)
+    z = wm.encode(ep["pixels"][:6:2], ep["proprio"][:6:2])[None]  # [1, 3, N, D]: history 2 + 1 target frame
+    a = torch.as_tensor(ep["actions"][:4], dtype=torch.float32).reshape(1, 2, 4)  # frameskip 2: [1, 2, 2*A]
+    with torch.no_grad():
+        plain, _ = window_loss(wm, z, a, tcfg(rollout_steps=1))
+        weighted, parts = window_loss(wm, z, a, tcfg(rollout_steps=1, readout_weight=0.5), wm.probe)
+        pred = torch.cat([wm.predictor(z[:, :2], a), wm.rollout(z[:, :2], a[:, 1:2], a[:, :1])], dim=1)
+        target = torch.cat([z[:, 1:3], z[:, 2:3]], dim=1)
+        by_hand = ((wm.probe(pred) - wm.probe(target)) / wm.probe.out_std).pow(2).mean()
+    assert parts["readout"] == pytest.approx(float(by_hand), rel=1e-5)
+    assert float(weighted - plain) == pytest.approx(0.5 * parts["readout"], rel=1e-4)
+
+
+def test_training_starts_from_an_initial_predictor_and_refuses_one_that_does_not_fit(dataset, tmp_path):
+    from wmplan.checkpoint import CheckpointError
+
+    trained = train_world_model(dataset, encoder(), tmp_path / "a", "toy", PCFG, tcfg(steps=100), progress=False)
+    init = WorldModel.load(tmp_path / "a" / "world_model.pt", env="toy", image_size=SIZE, action_dim=2).predictor.state_dict()
+    cold = train_world_model(dataset, encoder(), tmp_path / "b", "toy", PCFG, tcfg(steps=1, lr=1e-9), progress=False)
+    warm = train_world_model(dataset, encoder(), tmp_path / "c", "toy", PCFG, tcfg(steps=1, lr=1e-9), progress=False,
+                             init=init)
+    val = lambda m: m["log"][-1]["val_teacher_forced"]  # noqa: E731
+    assert val(warm) == pytest.approx(val(trained), rel=1e-3) and val(warm) < val(cold) / 5
+    wider = PredictorConfig(history=2, frameskip=2, width=48, depth=2, num_heads=2)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        train_world_model(dataset, encoder(), tmp_path / "d", "toy", wider, tcfg(steps=1), progress=False, init=init)

@@ -8,6 +8,7 @@ re-running the same command continues and ends exactly where an uninterrupted ru
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from wmplan.encoders.features import cache_features, load_features
 from wmplan.encoders.loading import encoder_hash
 from wmplan.encoders.vit import ViTEncoder
 from wmplan.predictor import Predictor, PredictorConfig
-from wmplan.probe import ProbeConfig, fit_probe, state_targets
+from wmplan.probe import Probe, ProbeConfig, fit_probe, state_targets
 from wmplan.world_model import WorldModel
 
 __all__ = ["TrainConfig", "LatentData", "train_world_model", "default_probe_targets", "PROBE_TARGETS"]
@@ -51,6 +52,8 @@ class TrainConfig:
     val_windows: int = 512  # validation windows (a fixed subset)
     ckpt_every: int = 500  # steps between resumable checkpoints
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # readout fitted at the end
+    readout_weight: float = 0.0  # >0: fit the probe on real latents first, freeze it, and add this weight times
+    # the (standardised) squared difference of what it reads from the predictions and from their targets
     probe_frames: int = 20_000  # at most this many training frames to fit the probe
 
     def __post_init__(self):
@@ -60,6 +63,8 @@ class TrainConfig:
             raise ValueError("rollout_steps must be >= 0 and val_fraction in [0, 1)")
         if not self.proprio_weight > 0:
             raise ValueError(f"proprio_weight must be > 0, got {self.proprio_weight}")
+        if self.readout_weight < 0:
+            raise ValueError(f"readout_weight must be >= 0, got {self.readout_weight}")
 
 
 def default_probe_targets(env: str, state_names) -> tuple[str, ...]:
@@ -119,23 +124,30 @@ def latent_mse(pred: torch.Tensor, target: torch.Tensor, visual_dim: int, propri
     return (sq[..., :visual_dim].sum(-1) + proprio_weight * sq[..., visual_dim:].sum(-1)).mean() / pred.shape[-1]
 
 
-def window_loss(wm: WorldModel, z: torch.Tensor, a: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """Teacher-forced MSE on every history frame, plus the k-step rollout MSE.
+def window_loss(wm: WorldModel, z: torch.Tensor, a: torch.Tensor, cfg: TrainConfig,
+                readout: Probe | None = None) -> tuple[torch.Tensor, dict]:
+    """Teacher-forced MSE on every history frame, plus the k-step rollout MSE, plus the readout loss.
 
     Args:
         z: `[B, h + max(k, 1), N, D]`; a: `[B, h + max(k, 1) - 1, A_fs]`.
+        readout: a frozen probe; with `cfg.readout_weight > 0` the predictions must read as their targets do.
     """
     h, k = wm.history, cfg.rollout_steps
     mse = lambda p, t: latent_mse(p, t, wm.visual_dim, cfg.proprio_weight)  # noqa: E731
     pred = wm.predictor(z[:, :h], a[:, :h])  # [B, h, N, D]: frame i predicts frame i+1
     tf = mse(pred, z[:, 1 : h + 1])
-    parts = {"teacher_forced": tf.item()}
-    if not k:
-        return tf, parts
-    roll = wm.rollout(z[:, :h], a[:, h - 1 : h - 1 + k], a[:, : h - 1])  # [B, k, N, D]
-    ro = mse(roll, z[:, h : h + k])
-    parts["rollout"] = ro.item()
-    return tf + cfg.rollout_weight * ro, parts
+    parts, loss = {"teacher_forced": tf.item()}, tf
+    preds, targets = [pred], [z[:, 1 : h + 1]]
+    if k:
+        roll = wm.rollout(z[:, :h], a[:, h - 1 : h - 1 + k], a[:, : h - 1])  # [B, k, N, D]
+        ro = mse(roll, z[:, h : h + k])
+        parts["rollout"], loss = ro.item(), loss + cfg.rollout_weight * ro
+        preds.append(roll), targets.append(z[:, h : h + k])
+    if readout is not None and cfg.readout_weight > 0:
+        read = lambda x: readout(torch.cat(x, dim=1)) / readout.out_std  # noqa: E731  [B, h (+k), K]
+        rd = (read(preds) - read(targets)).pow(2).mean()
+        parts["readout"], loss = rd.item(), loss + cfg.readout_weight * rd
+    return loss, parts
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
@@ -146,25 +158,28 @@ def _lr(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def validate(wm, z_eps, actions, windows, n_frames, cfg, device) -> dict:
+def validate(wm, z_eps, actions, windows, n_frames, cfg, device, readout=None) -> dict:
     """Mean losses over fixed validation windows."""
     totals: dict = {}
     for s in range(0, len(windows), cfg.batch_size):
         z, a = _batch(z_eps, actions, windows[s : s + cfg.batch_size], n_frames, wm.frameskip, device)
-        _, parts = window_loss(wm, z, a, cfg)
+        _, parts = window_loss(wm, z, a, cfg, readout)
         for name, v in parts.items():
             totals[name] = totals.get(name, 0.0) + v * len(z)
     return {f"val_{k}": v / max(1, len(windows)) for k, v in totals.items()}
 
 
-def _run_signature(env, pcfg, tcfg, seed, enc_hash) -> dict:
-    train = asdict(tcfg) | {"steps": None}
-    train["probe"] = {k: v for k, v in train["probe"].items()  # probe options added later leave the
-                      if k not in _LATER_PROBE_DEFAULTS or v != _LATER_PROBE_DEFAULTS[k]}  # signature while unset
-    return {"env": env, "predictor": asdict(pcfg), "train": train, "seed": seed, "encoder_hash": enc_hash}
+def _run_signature(env, pcfg, tcfg, seed, enc_hash, init_hash: str | None = None) -> dict:
+    unset = lambda d, later: {k: v for k, v in d.items() if k not in later or v != later[k]}  # noqa: E731
+    train = unset(asdict(tcfg) | {"steps": None}, _LATER_TRAIN_DEFAULTS)  # options added later leave the
+    train["probe"] = unset(train["probe"], _LATER_PROBE_DEFAULTS)  # signature while unset
+    init = {"init": init_hash} if init_hash else {}
+    return {"env": env, "predictor": asdict(pcfg), "train": train, "seed": seed, "encoder_hash": enc_hash} | init
 
 
-_LATER_PROBE_DEFAULTS = {"attentive": False, "batch_size": 0}  # runs started before these existed still resume
+# runs started before these options existed still resume
+_LATER_PROBE_DEFAULTS = {"attentive": False, "batch_size": 0}
+_LATER_TRAIN_DEFAULTS = {"readout_weight": 0.0}
 
 
 def _save_state(path, wm, opt, step, gen, log, signature):
@@ -190,7 +205,8 @@ def _resume(path: Path, wm, opt, gen, signature) -> tuple[int, list]:
 
 def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env: str,
                       predictor_config: PredictorConfig = PredictorConfig(), config: TrainConfig = TrainConfig(),
-                      seed: int = 0, device: str = "cpu", progress: bool = True, on_step=None) -> dict:
+                      seed: int = 0, device: str = "cpu", progress: bool = True, on_step=None,
+                      init: dict | None = None) -> dict:
     """Train (or resume) a world model; write `world_model.pt` and `metrics.json` into `out_dir`.
 
     Args:
@@ -204,6 +220,7 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
         device: where to train.
         progress: show a tqdm bar.
         on_step: optional callback `on_step(step, losses)` after each optimizer step.
+        init: a predictor state dict to start from (fine-tuning), e.g. `WorldModel.load(path).predictor.state_dict()`.
 
     Returns:
         The metrics dict (final train/val losses, probe R² per target, timing).
@@ -221,9 +238,13 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
     if not len(train_w):
         raise ValueError(f"no training window of {n_frames} frames x frameskip {pcfg.frameskip} fits in the episodes")
     val_w = val_w[np.random.default_rng(seed).permutation(len(val_w))[: cfg.val_windows]]
+    if init is not None:
+        _load_init(wm, init)
+    readout, readout_r2 = _fit_readout(wm, data, train_ids, val_ids, meta, env, cfg, seed, device) if cfg.readout_weight \
+        else (None, {})
     opt = torch.optim.AdamW(wm.predictor.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    signature = _run_signature(env, pcfg, cfg, seed, encoder_hash(encoder))
+    signature = _run_signature(env, pcfg, cfg, seed, encoder_hash(encoder), _state_hash(init) if init else None)
     step, log = _resume(out / STATE_FILE, wm, opt, gen, signature)
     wm.predictor.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="training world model", disable=not progress)
@@ -232,7 +253,7 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
         z, a = _batch(z_eps, data.actions, train_w[idx], n_frames, pcfg.frameskip, device)
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
-        loss, parts = window_loss(wm, z, a, cfg)
+        loss, parts = window_loss(wm, z, a, cfg, readout)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(wm.predictor.parameters(), cfg.grad_clip)
@@ -242,14 +263,29 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
         bar.set_postfix(loss=f"{loss.item():.4g}")
         if step % cfg.val_every == 0 or step == cfg.steps:
             wm.predictor.eval()
-            log.append({"step": step, "loss": loss.item(), **parts, **validate(wm, z_eps, data.actions, val_w, n_frames, cfg, device)})
+            log.append({"step": step, "loss": loss.item(), **parts, **validate(wm, z_eps, data.actions, val_w, n_frames, cfg, device, readout)})
             wm.predictor.train()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             _save_state(out / STATE_FILE, wm, opt, step, gen, log, signature)
         if on_step is not None:
             on_step(step, parts)
     bar.close()
-    return _finish(wm, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log)
+    return _finish(wm, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log, (readout, readout_r2))
+
+
+def _load_init(wm: WorldModel, state: dict) -> None:
+    try:
+        wm.predictor.load_state_dict(state)
+    except RuntimeError as e:  # missing keys or other shapes
+        raise CheckpointError(f"the initial predictor does not fit this configuration (same --predictor, --width, "
+                              f"--depth, --history, --frameskip and encoder grid needed): {str(e).splitlines()[0]}") from None
+
+
+def _state_hash(state: dict) -> str:
+    h = hashlib.sha1()
+    for name, t in sorted(state.items()):
+        h.update(name.encode()), h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _build_model(encoder, pcfg, data, env, meta, p_all, seed, device) -> WorldModel:
@@ -265,19 +301,34 @@ def _windows(lengths, ids, n_frames, frameskip) -> np.ndarray:
     return w
 
 
-def _finish(wm, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log) -> dict:
-    """Fit the probe on frozen latents, save the final model and metrics."""
-    wm.eval()
+def _fit_probe(wm, data, train_ids, val_ids, meta, env, cfg, seed, device) -> tuple[Probe | None, dict]:
+    """The probe `cfg.probe` fitted on real latents of training frames, and its held-out R² (None without targets)."""
     targets = default_probe_targets(env, meta.get("state_names", []))
-    r2 = {}
-    if targets and len(val_ids):
-        z_eps = data.latents(wm.proprio_mean.cpu(), wm.proprio_std.cpu())
-        pick = lambda ids: (torch.cat([z_eps[i] for i in ids]), np.concatenate([data.states[i] for i in ids]))  # noqa: E731
-        (zt, st), (zv, sv) = pick(train_ids), pick(val_ids)
-        keep = np.random.default_rng(seed).permutation(len(zt))[: cfg.probe_frames]
-        names = meta["state_names"]
-        yt, yv = state_targets(st[keep], names, targets), state_targets(sv, names, targets)
-        probe, r2 = fit_probe(zt[keep], yt, zv, yv, targets, cfg.probe, seed, device)
+    if not (targets and len(val_ids)):
+        return None, {}
+    z_eps = data.latents(wm.proprio_mean.cpu(), wm.proprio_std.cpu())
+    pick = lambda ids: (torch.cat([z_eps[i] for i in ids]), np.concatenate([data.states[i] for i in ids]))  # noqa: E731
+    (zt, st), (zv, sv) = pick(train_ids), pick(val_ids)
+    keep = np.random.default_rng(seed).permutation(len(zt))[: cfg.probe_frames]
+    names = meta["state_names"]
+    yt, yv = state_targets(st[keep], names, targets), state_targets(sv, names, targets)
+    return fit_probe(zt[keep], yt, zv, yv, targets, cfg.probe, seed, device)
+
+
+def _fit_readout(wm, data, train_ids, val_ids, meta, env, cfg, seed, device) -> tuple[Probe, dict]:
+    """The frozen probe of the readout loss and its R² (fitted before training; it is the checkpoint's probe too)."""
+    probe, r2 = _fit_probe(wm, data, train_ids, val_ids, meta, env, cfg, seed, device)
+    if probe is None:
+        raise ValueError(f"readout_weight needs probe targets and validation episodes; {env!r} has none here")
+    return probe.requires_grad_(False), r2
+
+
+def _finish(wm, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log, readout=(None, {})) -> dict:
+    """Fit the probe on frozen latents (or keep the readout loss's), save the final model and metrics."""
+    wm.eval()
+    probe, r2 = readout if readout[0] is not None else _fit_probe(wm, data, train_ids, val_ids, meta, env, cfg, seed,
+                                                                 device)
+    if probe is not None:
         wm.probe = probe
     wm.save(out / MODEL_FILE)
     metrics = {"env": env, "steps": cfg.steps, "final": log[-1] if log else {}, "probe_r2": r2, "log": log,

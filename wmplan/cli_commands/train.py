@@ -34,6 +34,11 @@ def add_arguments(p):
     p.add_argument("--probe", choices=["linear", "attentive"], default="linear",
                    help="readout fitted at the end: ridge on the flattened tokens, or an attentive probe that also "
                         "reads relations between patches such as push-T's block angle (~5 min more on a CPU)")
+    p.add_argument("--readout-loss-weight", type=float, default=0.0,
+                   help="fit the probe first, freeze it, and train the predictor so that its predictions read as "
+                        "their targets do, with this weight (0: off)")
+    p.add_argument("--init", default=None,
+                   help="world_model.pt whose predictor to start from (fine-tuning; same predictor shape needed)")
     p.add_argument("--val-every", type=int, default=500, help="steps between validations and checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -55,6 +60,7 @@ def run(args) -> int:
     from wmplan.encoders import load_encoder
     from wmplan.probe import ATTENTIVE_PROBE, ProbeConfig
     from wmplan.train import TrainConfig, train_world_model
+    from wmplan.world_model import WorldModel
 
     dataset = EpisodeDataset(args.data)
     if dataset.meta.get("env") != args.env:
@@ -63,9 +69,11 @@ def run(args) -> int:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, rollout_steps=args.rollout_steps,
                          proprio_weight=args.proprio_loss_weight,
                          probe=ATTENTIVE_PROBE if args.probe == "attentive" else ProbeConfig(),
+                         readout_weight=args.readout_loss_weight,
                          val_every=args.val_every, ckpt_every=args.val_every, warmup_steps=min(200, args.steps // 10 + 1))
+    init = WorldModel.load(args.init).predictor.state_dict() if args.init else None
     metrics = train_world_model(dataset, encoder, args.out, args.env, predictor_config(args), config, seed=args.seed,
-                                device=args.device, progress=not args.quiet)
+                                device=args.device, progress=not args.quiet, init=init)
     summary = {k: metrics[k] for k in ("final", "probe_r2", "predictor_params", "flops_per_step", "tokens_per_frame")}
     print(json.dumps({"out": str(args.out), **summary}, indent=2))
     return 0
