@@ -32,8 +32,7 @@ class ProbeConfig:
     def __post_init__(self):
         if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.ridge < 0 or self.batch_size < 0:
             raise ValueError("hidden must be >= 0, steps >= 1, lr > 0, ridge >= 0 and batch_size >= 0")
-        if self.attentive and (not self.hidden or self.hidden % AttentivePool.heads):
-            raise ValueError(f"an attentive probe needs a hidden width (hidden > 0) divisible by {AttentivePool.heads}")
+        _check_width(self.hidden, self.attentive)
 
 
 class Probe(nn.Module):
@@ -50,8 +49,7 @@ class Probe(nn.Module):
 
     def __init__(self, num_tokens: int, latent_dim: int, names, hidden: int = 0, seed: int = 0, attentive: bool = False):
         super().__init__()
-        if attentive and (not hidden or hidden % AttentivePool.heads):
-            raise ValueError(f"an attentive probe needs a hidden width (hidden > 0) divisible by {AttentivePool.heads}")
+        _check_width(hidden, attentive)
         self.names, self.hidden, self.attentive = list(names), hidden, attentive
         self.num_tokens, self.latent_dim = num_tokens, latent_dim
         K, F_in = len(self.names), num_tokens * latent_dim
@@ -121,6 +119,11 @@ class AttentivePool(nn.Module):
         x = x + self.mix(x)
         pooled, _ = self.attn(self.queries.expand(len(x), -1, -1), x, x, need_weights=False)  # [M, Q, W]
         return self.head(pooled.flatten(1)).reshape(*lead, -1)  # [..., K]
+
+
+def _check_width(hidden: int, attentive: bool) -> None:
+    if attentive and (not hidden or hidden % AttentivePool.heads):
+        raise ValueError(f"an attentive probe needs a hidden width (hidden > 0) divisible by {AttentivePool.heads}")
 
 
 ATTENTIVE_PROBE = ProbeConfig(hidden=128, attentive=True, steps=1500, lr=1e-3, batch_size=256)

@@ -240,8 +240,8 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
     val_w = val_w[np.random.default_rng(seed).permutation(len(val_w))[: cfg.val_windows]]
     if init is not None:
         _load_init(wm, init)
-    readout, readout_r2 = _fit_readout(wm, data, train_ids, val_ids, meta, env, cfg, seed, device) if cfg.readout_weight \
-        else (None, {})
+    readout, readout_r2 = _fit_readout(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device) \
+        if cfg.readout_weight else (None, {})
     opt = torch.optim.AdamW(wm.predictor.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     signature = _run_signature(env, pcfg, cfg, seed, encoder_hash(encoder), _state_hash(init) if init else None)
@@ -270,7 +270,7 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
         if on_step is not None:
             on_step(step, parts)
     bar.close()
-    return _finish(wm, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log, (readout, readout_r2))
+    return _finish(wm, z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log, (readout, readout_r2))
 
 
 def _load_init(wm: WorldModel, state: dict) -> None:
@@ -301,12 +301,12 @@ def _windows(lengths, ids, n_frames, frameskip) -> np.ndarray:
     return w
 
 
-def _fit_probe(wm, data, train_ids, val_ids, meta, env, cfg, seed, device) -> tuple[Probe | None, dict]:
-    """The probe `cfg.probe` fitted on real latents of training frames, and its held-out R² (None without targets)."""
+def _fit_probe(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device) -> tuple[Probe | None, dict]:
+    """The probe `cfg.probe` fitted on the real latents `z_eps` of training frames, and its held-out R² (None
+    without targets)."""
     targets = default_probe_targets(env, meta.get("state_names", []))
     if not (targets and len(val_ids)):
         return None, {}
-    z_eps = data.latents(wm.proprio_mean.cpu(), wm.proprio_std.cpu())
     pick = lambda ids: (torch.cat([z_eps[i] for i in ids]), np.concatenate([data.states[i] for i in ids]))  # noqa: E731
     (zt, st), (zv, sv) = pick(train_ids), pick(val_ids)
     keep = np.random.default_rng(seed).permutation(len(zt))[: cfg.probe_frames]
@@ -315,19 +315,19 @@ def _fit_probe(wm, data, train_ids, val_ids, meta, env, cfg, seed, device) -> tu
     return fit_probe(zt[keep], yt, zv, yv, targets, cfg.probe, seed, device)
 
 
-def _fit_readout(wm, data, train_ids, val_ids, meta, env, cfg, seed, device) -> tuple[Probe, dict]:
+def _fit_readout(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device) -> tuple[Probe, dict]:
     """The frozen probe of the readout loss and its R² (fitted before training; it is the checkpoint's probe too)."""
-    probe, r2 = _fit_probe(wm, data, train_ids, val_ids, meta, env, cfg, seed, device)
+    probe, r2 = _fit_probe(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device)
     if probe is None:
         raise ValueError(f"readout_weight needs probe targets and validation episodes; {env!r} has none here")
     return probe.requires_grad_(False), r2
 
 
-def _finish(wm, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log, readout=(None, {})) -> dict:
+def _finish(wm, z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log, readout=(None, {})) -> dict:
     """Fit the probe on frozen latents (or keep the readout loss's), save the final model and metrics."""
     wm.eval()
-    probe, r2 = readout if readout[0] is not None else _fit_probe(wm, data, train_ids, val_ids, meta, env, cfg, seed,
-                                                                 device)
+    fitted = readout[0] is not None
+    probe, r2 = readout if fitted else _fit_probe(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device)
     if probe is not None:
         wm.probe = probe
     wm.save(out / MODEL_FILE)

@@ -66,7 +66,9 @@ def run(args) -> int:
         spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, weight=weight))
     # a re-weighted run never lands in the default run's folder
     readout = ("-readout" + (f"-w{weight:g}" if weight is not None else "")) if args.readout_goal else ""
-    out = args.out or f"runs/bench/{spec.env}-{args.planner}{'-route' if args.route else ''}{readout}{'-keepout' if args.guardrail else ''}{'-budgeth' if args.budget_horizon else ''}"
+    suffix = ("-route" if args.route else "") + readout + ("-keepout" if args.guardrail else "") + (
+        "-budgeth" if args.budget_horizon else "")
+    out = args.out or f"runs/bench/{spec.env}-{args.planner}{suffix}"
     summary = run_bench(spec, args.planner, out, episodes=args.episodes, checkpoint=args.checkpoint,
                         guardrail=args.guardrail, device=args.device, progress=not args.quiet, seed=args.seed,
                         route=args.route, readout_goal=args.readout_goal, budget_horizon=args.budget_horizon,
