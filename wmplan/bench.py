@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wmplan.checkpoint import omit_later_defaults
 from wmplan.evaluate import EvalConfig, KeepOutRegion, evaluate, make_tasks
 from wmplan.mpc import MPCConfig
 from wmplan.results import hardware, markdown_table, summarize, write_results
@@ -139,8 +140,7 @@ def _fingerprint(*parts) -> str:
 def mpc_fingerprint(mpc: MPCConfig) -> dict:
     """The MPC settings as a fingerprint part. `budget` came later: left out while unset, so episode
     logs written before it existed still resume."""
-    d = dataclasses.asdict(mpc)
-    return d if d["budget"] is not None else {k: v for k, v in d.items() if k != "budget"}
+    return omit_later_defaults(dataclasses.asdict(mpc), {"budget": None})
 
 
 def save_gif(path, frames, duration: float = 0.1) -> None:

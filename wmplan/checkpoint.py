@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CheckpointError", "save_atomic", "load_checkpoint", "check_expected"]
+__all__ = ["CheckpointError", "save_atomic", "load_checkpoint", "check_expected", "omit_later_defaults"]
 
 
 class CheckpointError(ValueError):
@@ -75,3 +75,12 @@ def check_expected(path, found: dict, expected: dict) -> None:
             f"checkpoint {path} was made for another setup: {', '.join(wrong)}. "
             "Train a world model for this setup with `wmplan train --env ENV --data DIR ...` or pass the matching checkpoint."
         )
+
+
+def omit_later_defaults(settings: dict, later: dict) -> dict:
+    """`settings` without the options in `later` that still hold the default given there.
+
+    Resume signatures and fingerprints pass through this, so options added after a run started
+    leave its signature unchanged while they are unset, and the run still resumes.
+    """
+    return {k: v for k, v in settings.items() if k not in later or v != later[k]}

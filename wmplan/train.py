@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from wmplan.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from wmplan.checkpoint import CheckpointError, load_checkpoint, omit_later_defaults, save_atomic
 from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.encoders.features import cache_features, load_features
 from wmplan.encoders.loading import encoder_hash
@@ -170,9 +170,8 @@ def validate(wm, z_eps, actions, windows, n_frames, cfg, device, readout=None) -
 
 
 def _run_signature(env, pcfg, tcfg, seed, enc_hash, init_hash: str | None = None) -> dict:
-    unset = lambda d, later: {k: v for k, v in d.items() if k not in later or v != later[k]}  # noqa: E731
-    train = unset(asdict(tcfg) | {"steps": None}, _LATER_TRAIN_DEFAULTS)  # options added later leave the
-    train["probe"] = unset(train["probe"], _LATER_PROBE_DEFAULTS)  # signature while unset
+    train = omit_later_defaults(asdict(tcfg) | {"steps": None}, _LATER_TRAIN_DEFAULTS)
+    train["probe"] = omit_later_defaults(train["probe"], _LATER_PROBE_DEFAULTS)
     init = {"init": init_hash} if init_hash else {}
     return {"env": env, "predictor": asdict(pcfg), "train": train, "seed": seed, "encoder_hash": enc_hash} | init
 
@@ -326,8 +325,8 @@ def _fit_readout(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device) 
 def _finish(wm, z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log, readout=(None, {})) -> dict:
     """Fit the probe on frozen latents (or keep the readout loss's), save the final model and metrics."""
     wm.eval()
-    fitted = readout[0] is not None
-    probe, r2 = readout if fitted else _fit_probe(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device)
+    probe, r2 = readout if readout[0] is not None else _fit_probe(z_eps, data, train_ids, val_ids, meta, env, cfg,
+                                                                 seed, device)
     if probe is not None:
         wm.probe = probe
     wm.save(out / MODEL_FILE)
