@@ -232,3 +232,17 @@ def test_training_starts_from_an_initial_predictor_and_refuses_one_that_does_not
     wider = PredictorConfig(history=2, frameskip=2, width=48, depth=2, num_heads=2)
     with pytest.raises(CheckpointError, match="does not fit"):
         train_world_model(dataset, encoder(), tmp_path / "d", "toy", wider, tcfg(steps=1), progress=False, init=init)
+
+
+def test_probe_frames_are_those_of_a_permutation_of_the_concatenation_without_building_it():
+    from wmplan.train import _frames_of
+
+    rng = np.random.default_rng(0)
+    z_eps = [torch.randn(int(n), 3, 2) for n in rng.integers(1, 20, size=12)]
+    states = [rng.normal(size=(len(z), 4)) for z in z_eps]
+    ids = np.array([3, 0, 7, 5, 11])
+    z, s = _frames_of(z_eps, states, ids, limit=25, seed=1)
+    everything = torch.cat([z_eps[i] for i in ids])
+    keep = np.random.default_rng(1).permutation(len(everything))[:25]
+    assert torch.equal(z, everything[keep])
+    assert np.array_equal(s, np.concatenate([states[i] for i in ids])[keep])

@@ -95,10 +95,19 @@ class LatentData:
 
     def latents(self, mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:
         """z per episode `[T+1, N, Dv + P]` with the proprio normalised by (mean, std)."""
+        return [self._latent(tok, p, mean, std) for tok, p in zip(self.tokens, self.proprio)]
+
+    @staticmethod
+    def _latent(tok: torch.Tensor, p: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        emb = ((p - mean) / std)[:, None].expand(-1, tok.shape[1], -1)  # [T+1, N, P]
+        return torch.cat([tok, emb], dim=-1)  # [T+1, N, Dv + P]
+
+    def take_latents(self, mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:
+        """`latents`, dropping each episode's bare tokens once its latent is built: one copy of the
+        features in memory instead of two (several GB on push-T). `tokens` is empty afterwards."""
         out = []
-        for tok, p in zip(self.tokens, self.proprio):
-            emb = ((p - mean) / std)[:, None].expand(-1, tok.shape[1], -1)  # [T+1, N, P]
-            out.append(torch.cat([tok, emb], dim=-1))
+        while self.tokens:
+            out.append(self._latent(self.tokens.pop(0), self.proprio[len(out)], mean, std))
         return out
 
 
@@ -231,7 +240,7 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
     train_ids, val_ids = dataset.split(cfg.val_fraction, seed)
     p_all = torch.cat([data.proprio[i] for i in train_ids])
     wm = _build_model(encoder, pcfg, data, env, meta, p_all, seed, device)
-    z_eps = data.latents(wm.proprio_mean.cpu(), wm.proprio_std.cpu())
+    z_eps = data.take_latents(wm.proprio_mean.cpu(), wm.proprio_std.cpu())
     n_frames = pcfg.history + max(1, cfg.rollout_steps)
     train_w, val_w = (_windows(data.lengths, ids, n_frames, pcfg.frameskip) for ids in (train_ids, val_ids))
     if not len(train_w):
@@ -306,12 +315,25 @@ def _fit_probe(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device) ->
     targets = default_probe_targets(env, meta.get("state_names", []))
     if not (targets and len(val_ids)):
         return None, {}
-    pick = lambda ids: (torch.cat([z_eps[i] for i in ids]), np.concatenate([data.states[i] for i in ids]))  # noqa: E731
-    (zt, st), (zv, sv) = pick(train_ids), pick(val_ids)
-    keep = np.random.default_rng(seed).permutation(len(zt))[: cfg.probe_frames]
+    zt, st = _frames_of(z_eps, data.states, train_ids, cfg.probe_frames, seed)
+    zv, sv = torch.cat([z_eps[i] for i in val_ids]), np.concatenate([data.states[i] for i in val_ids])
     names = meta["state_names"]
-    yt, yv = state_targets(st[keep], names, targets), state_targets(sv, names, targets)
-    return fit_probe(zt[keep], yt, zv, yv, targets, cfg.probe, seed, device)
+    yt, yv = state_targets(st, names, targets), state_targets(sv, names, targets)
+    return fit_probe(zt, yt, zv, yv, targets, cfg.probe, seed, device)
+
+
+def _frames_of(z_eps, states, ids, limit: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """At most `limit` random frames of episodes `ids`: latents `[M, N, D]` and states `[M, S]`.
+
+    The frames, in order, are those a permutation of the episodes' concatenation would pick, but
+    only they are copied: the concatenation of every training latent is several GB on push-T.
+    """
+    starts = np.cumsum([0] + [len(z_eps[i]) for i in ids])  # [E+1]
+    keep = np.random.default_rng(seed).permutation(starts[-1])[:limit]  # [M] frames of the concatenation
+    episode = np.searchsorted(starts, keep, side="right") - 1  # [M]
+    frame = keep - starts[episode]
+    z = torch.stack([z_eps[ids[e]][f] for e, f in zip(episode, frame)])
+    return z, np.stack([states[ids[e]][f] for e, f in zip(episode, frame)])
 
 
 def _fit_readout(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device) -> tuple[Probe, dict]:
