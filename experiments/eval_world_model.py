@@ -11,7 +11,9 @@
 2. World model: the checkpoint's probe, and the attentive probe fitted on the encoder's real
    features, applied to latents *predicted* 1, 5 and 10 steps ahead (each step = frameskip env
    steps) from the real history and actions: block position error (mm) and angle error (deg),
-   medians over held-out windows.
+   medians over held-out windows. And whether the predictor uses its actions at all (`action_use`):
+   its one-step MSE beside copying the last latent and beside feeding it other windows' actions,
+   for the tokens that change most, the other tokens and the proprio features.
 
 With `--video FILE` (and `decoder.pt` beside the checkpoint) it also draws what the world model
 imagines: held-out windows rolled out open loop, real | decoded prediction at each predicted step.
@@ -215,6 +217,52 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
     return out
 
 
+def action_use(predict, z: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, visual_dim: int,
+               changed: int = 4, seed: int = 0) -> dict:
+    """Does the predictor use its actions? One-step MSE of `predict(z, actions)` against `target`, beside
+    copying the last latent and beside the same predictor fed other windows' actions (a permutation).
+
+    Args:
+        predict: `(z [B, T, N, D], actions [B, T, A]) -> [B, N, D]`.
+        z, actions, target: real history, its actions, and the real next latent `[B, N, D]`.
+        visual_dim: the first `visual_dim` features are the encoder's; the rest are proprio.
+        changed: the visual MSE is split into the `changed` tokens per window whose real latent changes
+            most (where the agent or the block moved) and the others.
+
+    Returns MSEs per feature, `{"visual_changed": {...}, "visual_other": {...}, "proprio": {...}}`, each
+    with `predicted`, `copy_last` and `shuffled_actions`. A predictor that reads its actions has
+    `predicted` well below `shuffled_actions`; one that ignores them has the two equal.
+    """
+    perm = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))
+    with torch.inference_mode():
+        preds = {"predicted": predict(z, actions), "copy_last": z[:, -1], "shuffled_actions": predict(z, actions[perm])}
+    order = ((target - z[:, -1])[..., :visual_dim] ** 2).mean(-1).argsort(-1, descending=True)  # [B, N]
+    parts = {"visual_changed": order[:, :changed], "visual_other": order[:, changed:]}
+    out = {}
+    for part, tokens in parts.items():
+        err = {k: ((p - target)[..., :visual_dim] ** 2).mean(-1).gather(1, tokens) for k, p in preds.items()}
+        out[part] = {k: round(float(e.mean()), 6) for k, e in err.items()}
+    if target.shape[-1] > visual_dim:
+        out["proprio"] = {k: round(float(((p - target)[..., visual_dim:] ** 2).mean()), 6) for k, p in preds.items()}
+    return out
+
+
+def action_use_on_windows(wm: WorldModel, ds, ids, windows: int = 400, seed: int = 0) -> dict:
+    """`action_use` on held-out one-step windows of episodes `ids` (history, its actions, next frame)."""
+    T, fs = wm.history, wm.frameskip
+    index = window_index(ds.lengths()[ids], T + 1, fs, stride=fs)
+    index = index[np.random.default_rng(seed).permutation(len(index))[:windows]]
+    cache, ws = {}, []
+    for e, t in index:
+        ws.append(gather_window(cache.setdefault(int(ids[e]), ds.episode(int(ids[e]))), int(t), T + 1, fs))
+    stack = lambda key: np.concatenate([w[key] for w in ws])
+    with torch.inference_mode():
+        z = wm.encode(stack("pixels"), stack("proprio") if wm.proprio_dim else None)  # [B*(T+1), N, D]
+    z = z.reshape(len(ws), T + 1, *z.shape[1:])
+    actions = torch.as_tensor(np.stack([w["actions"][:T] for w in ws]), dtype=torch.float32)  # [B, T, A_fs]
+    return action_use(wm.predict, z[:, :T], actions, z[:, T], wm.visual_dim, seed=seed) | {"windows": len(ws)}
+
+
 def _encoder_meta(path) -> dict:
     """How an encoder file was pretrained (its recorded config, steps and last losses), when it says."""
     obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -239,10 +287,20 @@ def main(argv=None) -> int:
                    help="also write a GIF of imagined rollouts on held-out windows (real | imagined); needs "
                         "decoder.pt beside the checkpoint (wmplan train-decoder)")
     p.add_argument("--attentive-steps", type=int, default=ATTENTIVE.steps, help="AdamW steps of the attentive probes")
+    p.add_argument("--action-use-only", action="store_true",
+                   help="only measure whether the predictor uses its actions (about a minute); print it, write it to --out if given")
     args = p.parse_args(argv)
     start = time.perf_counter()
     ds = EpisodeDataset(args.data)
     wm = None if args.encoder else WorldModel.load(args.checkpoint)
+    if args.action_use_only:
+        if wm is None:
+            p.error("--action-use-only needs a world model (not --encoder)")
+        result = {"action_use": action_use_on_windows(wm, ds, ds.split(0.1, seed=0)[1]), "checkpoint": args.checkpoint}
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0
     if args.video:
         if wm is None:
             p.error("--video needs a world model (not --encoder)")
@@ -263,7 +321,8 @@ def main(argv=None) -> int:
     if args.encoder:
         result |= {"encoder": args.encoder, "encoder_meta": _encoder_meta(args.encoder)}
     else:
-        result |= {"prediction": prediction_errors(wm, ds, val_ids, attentive=attentive), "checkpoint": args.checkpoint}
+        result |= {"prediction": prediction_errors(wm, ds, val_ids, attentive=attentive),
+                   "action_use": action_use_on_windows(wm, ds, val_ids), "checkpoint": args.checkpoint}
         if args.video:
             imagined_rollout_video(wm, ds, val_ids, args.video)
             result["video"] = args.video

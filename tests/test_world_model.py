@@ -196,3 +196,23 @@ def test_encoder_probe_picks_each_targets_penalty_on_training_frames():
     inner = ridge_path_r2(z[:64], y[:64], z[64:80], y[64:80], names, RIDGES)
     assert result["ridge"] == {n: max(RIDGES, key=lambda r: inner[r][n]) for n in names}
     assert result["feature"] > 0.9 and result["noise"] < 0.2
+
+
+def test_action_use_tells_a_predictor_that_reads_its_actions_from_one_that_ignores_them():
+    from experiments.eval_world_model import action_use
+
+    g = torch.Generator().manual_seed(0)
+    B, T, N, D, Dv = 64, 2, 6, 5, 4
+    z = torch.randn(B, T, N, D, generator=g)
+    actions = torch.randn(B, T, D, generator=g)
+    target = z[:, -1] + actions[:, -1, None, :]  # the last action shifts every token
+    target[:, 2:, :Dv] = z[:, -1, 2:, :Dv]  # ... but only tokens 0 and 1 of the visual features change
+    reads = lambda z, a: z[:, -1] + a[:, -1, None, :]
+    ignores = lambda z, a: z[:, -1] + actions[:, -1].mean(0)
+
+    used = action_use(reads, z, actions, target, Dv, changed=2)
+    assert used["visual_changed"]["predicted"] < 1e-9 < used["visual_changed"]["shuffled_actions"]
+    assert used["proprio"]["predicted"] < 1e-9 < used["proprio"]["copy_last"]
+    assert used["visual_other"]["copy_last"] == 0.0
+    ignored = action_use(ignores, z, actions, target, Dv, changed=2)
+    assert ignored["visual_changed"]["predicted"] == ignored["visual_changed"]["shuffled_actions"] > 0.5
