@@ -194,3 +194,38 @@ def test_the_token_grid_of_a_saved_encoder_can_be_changed_at_load(tmp_path, tiny
     assert load_encoder(tiny_pusht_checkpoint, pool_grid=0).config.pool_grid == 0  # a world model's encoder too
     with pytest.raises(ValueError, match="must divide"):
         load_encoder(tmp_path / "enc.pt", pool_grid=3)
+
+
+def test_input_blur_is_a_normalised_low_pass_set_at_load_and_part_of_the_hash(tmp_path):
+    from wmplan.encoders.vit import gaussian_blur
+
+    flat = torch.full((1, 3, 16, 16), 0.7)
+    torch.testing.assert_close(gaussian_blur(flat, 1.5), flat)  # weights sum to one, edges replicated
+    dot = torch.zeros(1, 1, 15, 15)
+    dot[0, 0, 7, 7] = 1.0
+    spread = gaussian_blur(dot, 1.0)[0, 0]
+    assert abs(float(spread.sum()) - 1.0) < 1e-6 and 0.1 < float(spread[7, 7]) < 0.2  # 1 / (2 pi sigma^2) = 0.16
+    torch.testing.assert_close(spread, spread.T)
+    assert gaussian_blur(dot, 0.0) is dot
+
+    enc = ViTEncoder(VIT_CONFIGS["vit-tiny-64"], seed=1)
+    save_encoder(enc, tmp_path / "enc.pt")
+    blurred = load_encoder(tmp_path / "enc.pt", input_blur=1.5)
+    assert blurred.config.input_blur == 1.5 and load_encoder(tmp_path / "enc.pt").config.input_blur == 0.0
+    assert encoder_hash(blurred) != encoder_hash(enc)  # a feature cache never mixes blurred and sharp features
+    x = frames(size=64)
+    assert not torch.allclose(blurred.encode_pixels(x), enc.encode_pixels(x))
+    with pytest.raises(ValueError, match="input_blur"):
+        ViTConfig(input_blur=-1.0)
+
+
+def test_an_unset_input_blur_leaves_existing_encoder_hashes_unchanged():
+    import hashlib, json
+    from dataclasses import asdict
+
+    enc = ViTEncoder(ViTConfig(image_size=16, patch_size=8, embed_dim=8, depth=1, num_heads=2), seed=0)
+    config = {k: v for k, v in asdict(enc.config).items() if k != "input_blur"}  # the config as hashed before
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for name, tensor in sorted(enc.state_dict().items()):
+        h.update(name.encode()), h.update(tensor.float().numpy().tobytes())
+    assert encoder_hash(enc) == h.hexdigest()

@@ -16,6 +16,9 @@ def add_arguments(p):
                    help="encoder file: from `wmplan pretrain-encoder`, a world_model.pt (its encoder), or a DINOv2 .pth")
     p.add_argument("--pool-grid", type=int, default=None,
                    help="pool the encoder's patch tokens to this grid (0: every patch; default: the encoder's own)")
+    p.add_argument("--input-blur", type=float, default=None,
+                   help="Gaussian low-pass (sigma, pixels) before the encoder's patch embedding, against aliasing of "
+                        "small renders (0: none; default: the encoder's own)")
     p.add_argument("--out", required=True, help="run directory: resumable state, world_model.pt, metrics.json")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, sampling and the probe")
@@ -65,7 +68,7 @@ def run(args) -> int:
     dataset = EpisodeDataset(args.data)
     if dataset.meta.get("env") != args.env:
         raise ValueError(f"{args.data} was collected in {dataset.meta.get('env')!r}, not {args.env!r}")
-    encoder = load_encoder(args.encoder, device=args.device, pool_grid=args.pool_grid)
+    encoder = load_encoder(args.encoder, device=args.device, pool_grid=args.pool_grid, input_blur=args.input_blur)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, rollout_steps=args.rollout_steps,
                          proprio_weight=args.proprio_loss_weight,
                          probe=ATTENTIVE_PROBE if args.probe == "attentive" else ProbeConfig(),

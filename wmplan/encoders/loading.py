@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from wmplan.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from wmplan.checkpoint import CheckpointError, load_checkpoint, omit_later_defaults, save_atomic
 from wmplan.encoders.vit import VIT_CONFIGS, ViTConfig, ViTEncoder
 
 __all__ = ["save_encoder", "load_encoder", "load_dinov2", "encoder_hash", "config_from_state_dict"]
@@ -23,7 +23,8 @@ _HEADS_BY_DIM = {384: 6, 768: 12, 1024: 16, 1536: 24}
 
 def encoder_hash(encoder: ViTEncoder) -> str:
     """SHA-256 of the encoder's config and weights: a feature cache is valid only for this hash."""
-    h = hashlib.sha256(json.dumps(asdict(encoder.config), sort_keys=True).encode())
+    config = omit_later_defaults(asdict(encoder.config), {"input_blur": 0.0})  # hashes made before it stay valid
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
@@ -37,7 +38,8 @@ def save_encoder(encoder: ViTEncoder, path: str | os.PathLike, extra: dict | Non
 
 
 def load_encoder(path: str | os.PathLike, device: str = "cpu", image_size: int | None = None,
-                 pool_grid: int | None = None, num_heads: int | None = None) -> ViTEncoder:
+                 pool_grid: int | None = None, num_heads: int | None = None,
+                 input_blur: float | None = None) -> ViTEncoder:
     """Load a frozen encoder from a wmplan encoder checkpoint, a world-model checkpoint (its encoder)
     or an official DINOv2 `.pth` file.
 
@@ -48,16 +50,20 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu", image_size: int |
         pool_grid: override the token pooling (0 keeps every patch; DINOv2 files default to 0, wmplan
             files to the grid they were saved with). A world model trained on one grid needs that grid.
         num_heads: attention heads (DINOv2 files of non-standard width only).
+        input_blur: override the Gaussian low-pass before the patch embedding (sigma in pixels, 0: none;
+            default: the file's). Like the grid, a world model needs the blur it was trained with.
     """
     obj = load_checkpoint(path)
-    regrid = {} if pool_grid is None else {"pool_grid": pool_grid}
+    regrid = {k: v for k, v in {"pool_grid": pool_grid, "input_blur": input_blur}.items() if v is not None}
     if obj.get("kind") == ENCODER_KIND:
         return _build(ViTConfig(**obj["config"] | regrid), obj["state_dict"], device, path)
     if "encoder_state" in obj and "encoder_config" in obj:  # a world model: reuse its frozen encoder
         return _build(ViTConfig(**obj["encoder_config"] | regrid), obj["encoder_state"], device, path)
     if "pos_embed" in obj or "model" in obj or "teacher" in obj:
-        return load_dinov2(path, image_size=image_size or 224, pool_grid=pool_grid or 0, device=device,
-                           num_heads=num_heads)
+        encoder = load_dinov2(path, image_size=image_size or 224, pool_grid=pool_grid or 0, device=device,
+                              num_heads=num_heads)
+        return _build(replace(encoder.config, input_blur=input_blur), encoder.state_dict(), device, path) \
+            if input_blur else encoder
     raise CheckpointError(f"{path} is neither a wmplan encoder or world-model checkpoint nor a DINOv2 state dict")
 
 

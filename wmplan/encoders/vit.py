@@ -40,8 +40,14 @@ class ViTConfig:
     layerscale_init: float = 1e-5  # initial LayerScale gamma (DINOv2 default)
     pos_grid: int = 0  # side of the stored pos_embed grid; 0 means image_size // patch_size
     pool_grid: int = 0  # average-pool the patch grid to pool_grid x pool_grid; 0 keeps all patches
+    # Gaussian low-pass (sigma in input pixels) before the patch embedding; 0: none. Small renders are
+    # aliased: a 1-px shift of push-T's pusher changes its 8x8 patch's tokens more than its own move
+    # does, so the tokens are neither linearly readable nor predictable; sigma 1.5 removes that.
+    input_blur: float = 0.0
 
     def __post_init__(self):
+        if self.input_blur < 0:
+            raise ValueError(f"input_blur must be >= 0 (a Gaussian sigma in pixels), got {self.input_blur}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
@@ -198,7 +204,7 @@ class ViTEncoder(nn.Module):
         """
         B, _, H, W = images.shape
         p = self.config.patch_size
-        x = self.patch_embed(images)  # [B, P, D]
+        x = self.patch_embed(gaussian_blur(images, self.config.input_blur))  # [B, P, D]
         if masks is not None:
             x = torch.where(masks[..., None], self.mask_token.to(x.dtype), x)
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
@@ -239,6 +245,17 @@ class ViTEncoder(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of `[B, C, H, W]` (edges replicated); `images` itself when sigma is 0."""
+    if not sigma:
+        return images
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=images.dtype, device=images.device) ** 2 / (2 * sigma**2))
+    k = (k / k.sum()).repeat(images.shape[1], 1, 1, 1)  # [C, 1, 1, 2r+1]
+    x = F.conv2d(F.pad(images, (r, r, 0, 0), mode="replicate"), k, groups=images.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.transpose(2, 3), groups=images.shape[1])
 
 
 def pixels_to_tensor(pixels, image_size: int, device: str | torch.device = "cpu") -> torch.Tensor:
