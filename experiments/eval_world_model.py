@@ -166,6 +166,15 @@ def decoded_angle_errors(wm: WorldModel, ds, ids, horizon: int = 5, windows: int
     return result | {"windows": len(index), "horizon_steps": horizon, "angle_grid_deg": step_deg}
 
 
+def held_out_windows(ds, ids, n_frames: int, frameskip: int, count: int, seed: int) -> list[dict]:
+    """`count` random windows of `n_frames` frames (frameskip apart, starts on the frameskip grid) from episodes `ids`."""
+    index = window_index(ds.lengths()[ids], n_frames, frameskip, stride=frameskip)
+    index = index[np.random.default_rng(seed).permutation(len(index))[:count]]
+    episodes = {}
+    return [gather_window(episodes.setdefault(int(ids[e]), ds.episode(int(ids[e]))), int(t), n_frames, frameskip)
+            for e, t in index]
+
+
 def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows: int = 400, seed: int = 0,
                       attentive: Probe | None = None) -> dict:
     """Median block position (mm) / angle (deg) error of the probe on predicted latents.
@@ -176,18 +185,12 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
     With `attentive` (a probe `[..., N, Dv] -> [..., 6]` in `TARGETS` order, fitted on the encoder's
     real visual tokens) the same errors of its reads of the predicted visual tokens are added.
     """
-    fs, T, Hmax = wm.frameskip, wm.history, max(horizons)
-    index = window_index(ds.lengths()[ids], T + Hmax, fs, stride=fs)
-    rng = np.random.default_rng(seed)
-    index = index[rng.permutation(len(index))[:max_windows]]
+    T, Hmax = wm.history, max(horizons)
     names, probe = ds.meta["state_names"], wm.probe
     reads, truths, hold, last = [], [], [], []
     attentive_reads = []
     ti = [probe.index(n) for n in TARGETS[2:]]  # the checkpoint probe's block outputs
-    cache = {}
-    for e, t in index:
-        ep = cache.setdefault(int(ids[e]), ds.episode(int(ids[e])))
-        w = gather_window(ep, int(t), T + Hmax, fs)
+    for w in held_out_windows(ds, ids, T + Hmax, wm.frameskip, max_windows, seed):
         z, z_pred = _imagine(wm, w)
         with torch.inference_mode():
             reads.append(probe(z_pred)[0].numpy())  # [Hmax, K]
@@ -249,12 +252,8 @@ def action_use(predict, z: torch.Tensor, actions: torch.Tensor, target: torch.Te
 
 def action_use_on_windows(wm: WorldModel, ds, ids, windows: int = 400, seed: int = 0) -> dict:
     """`action_use` on held-out one-step windows of episodes `ids` (history, its actions, next frame)."""
-    T, fs = wm.history, wm.frameskip
-    index = window_index(ds.lengths()[ids], T + 1, fs, stride=fs)
-    index = index[np.random.default_rng(seed).permutation(len(index))[:windows]]
-    cache, ws = {}, []
-    for e, t in index:
-        ws.append(gather_window(cache.setdefault(int(ids[e]), ds.episode(int(ids[e]))), int(t), T + 1, fs))
+    T = wm.history
+    ws = held_out_windows(ds, ids, T + 1, wm.frameskip, windows, seed)
     stack = lambda key: np.concatenate([w[key] for w in ws])
     with torch.inference_mode():
         z = wm.encode(stack("pixels"), stack("proprio") if wm.proprio_dim else None)  # [B*(T+1), N, D]
