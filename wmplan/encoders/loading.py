@@ -54,15 +54,16 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu", image_size: int |
             default: the file's). Like the grid, a world model needs the blur it was trained with.
     """
     obj = load_checkpoint(path)
-    regrid = {k: v for k, v in {"pool_grid": pool_grid, "input_blur": input_blur}.items() if v is not None}
     if obj.get("kind") == ENCODER_KIND:
-        return _build(ViTConfig(**obj["config"] | regrid), obj["state_dict"], device, path)
+        config = with_overrides(ViTConfig(**obj["config"]), pool_grid=pool_grid, input_blur=input_blur)
+        return _build(config, obj["state_dict"], device, path)
     if "encoder_state" in obj and "encoder_config" in obj:  # a world model: reuse its frozen encoder
-        return _build(ViTConfig(**obj["encoder_config"] | regrid), obj["encoder_state"], device, path)
+        config = with_overrides(ViTConfig(**obj["encoder_config"]), pool_grid=pool_grid, input_blur=input_blur)
+        return _build(config, obj["encoder_state"], device, path)
     if "pos_embed" in obj or "model" in obj or "teacher" in obj:
         encoder = load_dinov2(path, image_size=image_size or 224, pool_grid=pool_grid or 0, device=device,
                               num_heads=num_heads)
-        return _build(replace(encoder.config, input_blur=input_blur), encoder.state_dict(), device, path) \
+        return _build(with_overrides(encoder.config, input_blur=input_blur), encoder.state_dict(), device, path) \
             if input_blur else encoder
     raise CheckpointError(f"{path} is neither a wmplan encoder or world-model checkpoint nor a DINOv2 state dict")
 
