@@ -229,3 +229,22 @@ def test_an_unset_input_blur_leaves_existing_encoder_hashes_unchanged():
     for name, tensor in sorted(enc.state_dict().items()):
         h.update(name.encode()), h.update(tensor.float().numpy().tobytes())
     assert encoder_hash(enc) == h.hexdigest()
+
+
+def test_dino_pretraining_sees_frames_through_the_configured_low_pass():
+    from wmplan.cli_commands.pretrain_encoder import config_overrides
+    from wmplan.encoders.dino_pretrain import DinoConfig, pretrain_dino
+
+    torch.set_num_threads(1)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    overrides = config_overrides(["input_blur=1.5"])
+    assert overrides == {"input_blur": 1.5}
+    cfg = DinoConfig(arch="vit-micro-32", steps=2, batch_size=4, out_dim=16, head_hidden=32, bottleneck=16,
+                     local_crops=0, **overrides)
+    enc, _ = pretrain_dino(frames, cfg, seed=0, progress=False)
+    assert enc.config.input_blur == 1.5  # the saved encoder encodes through the same low-pass it learned behind
+    plain, _ = pretrain_dino(frames, DinoConfig(**{**vars(cfg), "input_blur": 0.0}), seed=0, progress=False)
+    assert plain.config.input_blur == 0.0
+    assert not torch.equal(enc.encode_pixels(frames), plain.encode_pixels(frames))
+    with pytest.raises(ValueError, match="input_blur"):
+        DinoConfig(input_blur=-0.5)

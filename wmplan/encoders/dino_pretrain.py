@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,7 @@ class DinoConfig:
     mask_ratio: tuple = (0.1, 0.5)  # fraction of patches masked in a masked student crop
     mask_probability: float = 0.5  # fraction of student global crops that are masked
     koleo_weight: float = 0.1  # weight of the KoLeo spreading term (0: off)
+    input_blur: float = 0.0  # Gaussian low-pass (sigma, pixels) before the patch embedding (`ViTConfig.input_blur`)
 
     def __post_init__(self):
         if self.arch not in VIT_CONFIGS:
@@ -84,8 +85,8 @@ class DinoConfig:
             raise ValueError("steps, batch_size, out_dim must be >= 1 and local_crops >= 0")
         if not (0 <= self.mask_ratio[0] <= self.mask_ratio[1] < 1 and 0 <= self.mask_probability <= 1):
             raise ValueError("mask_ratio must satisfy 0 <= low <= high < 1 and mask_probability be in [0, 1]")
-        if min(self.ibot_weight, self.koleo_weight) < 0:
-            raise ValueError("ibot_weight and koleo_weight must be >= 0")
+        if min(self.ibot_weight, self.koleo_weight, self.input_blur) < 0:
+            raise ValueError("ibot_weight, koleo_weight and input_blur must be >= 0")
 
 
 class DINOHead(nn.Module):
@@ -257,7 +258,7 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
         `[{"step", "loss", "dino", "ibot", "koleo"}]`.
     """
     cfg, gen = config, torch.Generator().manual_seed(seed)
-    student = ViTEncoder(VIT_CONFIGS[cfg.arch], seed=seed).to(device)
+    student = ViTEncoder(replace(VIT_CONFIGS[cfg.arch], input_blur=cfg.input_blur), seed=seed).to(device)
     D, first_patch = student.config.embed_dim, 1 + student.config.num_register_tokens
     with torch.random.fork_rng(devices=[]):  # the heads' default init uses the global RNG: seed it, leave it as it was
         torch.manual_seed(seed)
