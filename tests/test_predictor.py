@@ -8,8 +8,12 @@ from wmplan.predictor import PREDICTOR_CONFIGS, Predictor, PredictorConfig, bloc
 N, D, A = 4, 12, 2
 
 
-def make(conditioning="concat", history=3, seed=0):
-    cfg = PredictorConfig(history=history, frameskip=2, width=16, depth=2, num_heads=2, conditioning=conditioning)
+# predictor variants the tests run through: the two conditionings, and concat with the per-token MLP
+VARIANTS = {"concat": {}, "adaln": {"conditioning": "adaln"}, "token-mlp": {"token_mlp": 8}}
+
+
+def make(variant="concat", history=3, seed=0):
+    cfg = PredictorConfig(history=history, frameskip=2, width=16, depth=2, num_heads=2, **VARIANTS[variant])
     return Predictor(cfg, N, D, A, proprio_dim=3, seed=seed).eval()
 
 
@@ -24,9 +28,9 @@ def test_mask_is_block_causal():
     assert mask[0, 1] and not mask[0, 2] and mask[5, 0] and not mask[3, 4]
 
 
-@pytest.mark.parametrize("conditioning", ["concat", "adaln"])
-def test_future_frames_and_actions_do_not_change_earlier_predictions(conditioning):
-    pred = make(conditioning)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_future_frames_and_actions_do_not_change_earlier_predictions(variant):
+    pred = make(variant)
     # adaLN-Zero starts as identity blocks; randomise so conditioning really flows
     with torch.no_grad():
         for p in pred.parameters():
@@ -45,9 +49,9 @@ def test_future_frames_and_actions_do_not_change_earlier_predictions(conditionin
     assert torch.equal(out[:, 0], out3[:, 0]) and not torch.allclose(out[:, 1], out3[:, 1])
 
 
-@pytest.mark.parametrize("conditioning", ["concat", "adaln"])
-def test_last_only_equals_full_forward(conditioning):
-    pred = make(conditioning)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_last_only_equals_full_forward(variant):
+    pred = make(variant)
     z, a = inputs()
     torch.testing.assert_close(pred(z, a, last_only=True), pred(z, a)[:, -1], atol=1e-6, rtol=1e-5)
 
@@ -77,9 +81,9 @@ def test_default_pusht_predictor_is_cheap():
     assert pred.num_parameters() < 200_000
 
 
-@pytest.mark.parametrize("conditioning", ["concat", "adaln"])
-def test_flops_count_matches_profiler(conditioning):
-    pred = make(conditioning)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_flops_count_matches_profiler(variant):
+    pred = make(variant)
     z, a = inputs(B=1)
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -87,3 +91,15 @@ def test_flops_count_matches_profiler(conditioning):
         pred(z, a, last_only=True)
     linear = counter.get_total_flops()  # the CPU attention kernel is not counted by the profiler
     assert pred.flops_breakdown()["linear"] == linear
+
+
+def test_a_new_token_mlp_leaves_the_prediction_unchanged_and_is_counted():
+    plain, branched = make("concat"), make("token-mlp")  # same seed: the branch is built after everything else
+    z, a = inputs()
+    torch.testing.assert_close(branched(z, a), plain(z, a), atol=0, rtol=0)  # its last layer starts at zero
+    with torch.no_grad():
+        branched.token_mlp.out.bias.fill_(1.0)
+    assert not torch.allclose(branched(z, a), plain(z, a))  # ... and it is on the output path
+    assert branched.flops_per_step() - plain.flops_per_step() == branched.token_mlp.flops() > 0
+    with pytest.raises(ValueError, match="token_mlp"):
+        PredictorConfig(token_mlp=-1)

@@ -10,8 +10,12 @@ from wmplan.predictor_rollout import cached_rollout
 N, D, A_FS = 4, 12, 4
 
 
-def make(conditioning="concat", history=2, seed=0):
-    cfg = PredictorConfig(history=history, frameskip=2, width=16, depth=2, num_heads=2, conditioning=conditioning)
+# predictor variants the tests run through: the two conditionings, and concat with the per-token MLP
+VARIANTS = {"concat": {}, "adaln": {"conditioning": "adaln"}, "token-mlp": {"token_mlp": 8}}
+
+
+def make(variant="concat", history=2, seed=0):
+    cfg = PredictorConfig(history=history, frameskip=2, width=16, depth=2, num_heads=2, **VARIANTS[variant])
     pred = Predictor(cfg, N, D, 2, proprio_dim=3, seed=seed).eval()
     with torch.no_grad():  # adaLN-Zero starts as identity blocks; randomise so every path carries signal
         g = torch.Generator().manual_seed(seed + 1)
@@ -48,10 +52,10 @@ def path(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("conditioning", ["concat", "adaln"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("history,T", [(2, 2), (3, 3), (3, 2), (1, 1), (2, 1)])
-def test_cached_rollout_equals_stepwise_forward(path, conditioning, history, T):
-    pred = make(conditioning, history)
+def test_cached_rollout_equals_stepwise_forward(path, variant, history, T):
+    pred = make(variant, history)
     z, actions, a_past = inputs(T=T)
     with torch.inference_mode():
         got = cached_rollout(pred, z, actions, a_past)
@@ -60,11 +64,11 @@ def test_cached_rollout_equals_stepwise_forward(path, conditioning, history, T):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("conditioning", ["concat", "adaln"])
-def test_gradients_match_stepwise_forward(path, conditioning):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_match_stepwise_forward(path, variant):
     # float64: the gradients reach ~150, so float32 rounding alone (which depends on the CPU's kernels)
     # moves single elements by a few 1e-5; in float64 any real difference stands out
-    pred = make(conditioning).double()
+    pred = make(variant).double()
     z, actions, a_past = (t.double() for t in inputs())
     grads = []
     for fn in (cached_rollout, stepwise):

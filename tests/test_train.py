@@ -185,7 +185,7 @@ def test_training_can_fit_an_attentive_probe_that_the_checkpoint_keeps(dataset, 
         assert wm.probe(z).shape == (3, 2) and torch.isfinite(wm.probe(z)).all()
 
 
-def test_train_signature_leaves_out_probe_options_while_unset_so_older_runs_resume():
+def test_train_signature_leaves_out_later_options_while_unset_so_older_runs_resume():
     from dataclasses import asdict
     from wmplan.train import _run_signature
 
@@ -195,6 +195,9 @@ def test_train_signature_leaves_out_probe_options_while_unset_so_older_runs_resu
     attentive = TrainConfig(probe=ProbeConfig(hidden=64, attentive=True, batch_size=128))
     probe = _run_signature("pusht", pcfg, attentive, 0, "h")["train"]["probe"]
     assert probe["attentive"] is True and probe["batch_size"] == 128  # a set option still tells runs apart
+    predictor = _run_signature("pusht", pcfg, tcfg, 0, "h")["predictor"]
+    assert predictor == {k: v for k, v in asdict(pcfg).items() if k != "token_mlp"}
+    assert _run_signature("pusht", PredictorConfig(token_mlp=32), tcfg, 0, "h")["predictor"]["token_mlp"] == 32
 
 
 def test_readout_loss_is_the_weighted_probe_disagreement_and_training_lowers_it(dataset, tmp_path):

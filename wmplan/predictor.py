@@ -36,12 +36,15 @@ class PredictorConfig:
     conditioning: str = "concat"  # "concat" (DINO-WM) or "adaln" (JEPA-WMs)
     action_emb_dim: int = 16  # action embedding size E
     residual: bool = True  # predict z_{t+1} - z_t instead of z_{t+1}
+    token_mlp: int = 0  # hidden width of a per-token MLP on (z_t, a_t, token position) added to the output (0: none)
 
     def __post_init__(self):
         if self.conditioning not in ("concat", "adaln"):
             raise ValueError(f"conditioning must be 'concat' or 'adaln', got {self.conditioning!r}")
         if self.history < 1 or self.frameskip < 1 or self.depth < 1:
             raise ValueError("history, frameskip and depth must be >= 1")
+        if self.token_mlp < 0:
+            raise ValueError(f"token_mlp must be >= 0 (0: no per-token MLP), got {self.token_mlp}")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} must be divisible by num_heads {self.num_heads}")
 
@@ -168,6 +171,38 @@ class PredictorBlock(nn.Module):
         return list(mod.chunk(6, dim=-1))
 
 
+class TokenMLP(nn.Module):
+    """Per-token update from the token's own latent, the frame's actions and the token's position.
+
+    Each token decides alone how the actions change it (where the pusher lands in it), with a wider
+    hidden layer than the transformer's: at width 64 the push-T transformer learns to predict the
+    visual tokens without reading its actions (`experiments/eval_world_model.py --action-use-only`).
+    The last layer starts at zero, so a new branch leaves the predictor's output unchanged.
+    """
+
+    def __init__(self, latent_dim: int, action_dim: int, num_tokens: int, hidden: int):
+        super().__init__()
+        self.latent_in = nn.Linear(latent_dim, hidden)
+        self.action_in = nn.Linear(action_dim, hidden, bias=False)
+        self.position = nn.Parameter(torch.zeros(num_tokens, hidden))  # a learned first-layer bias per token
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, latent_dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """z `[..., N, D]`, actions `[..., A_fs]` -> `[..., N, D]` (leading dims broadcast: z may be shared
+        by candidates, `[B, 1, N, D]` against actions `[B, S, A_fs]`)."""
+        h = F.gelu(self.latent_in(z) + self.action_in(actions)[..., None, :] + self.position)  # [..., N, H]
+        return self.out(F.gelu(self.fc2(h)))
+
+    def flops(self) -> int:
+        """Per frame of N tokens (2 per multiply-add; the action's first layer is once per frame)."""
+        N, H = self.position.shape
+        D, A = self.latent_in.in_features, self.action_in.in_features
+        return 2 * (N * (D * H + H * H + H * D) + A * H)
+
+
 def _modulate(x, shift, scale):
     return x if shift is None else x * (1 + scale) + shift
 
@@ -213,6 +248,7 @@ class Predictor(nn.Module):
         self.blocks = nn.ModuleList(PredictorBlock(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(W, elementwise_affine=concat, eps=1e-6)
         self.head = nn.Linear(W, latent_dim)
+        self.token_mlp = TokenMLP(latent_dim, cfg.frameskip * action_dim, num_tokens, cfg.token_mlp) if cfg.token_mlp else None
 
     def _mask(self, frames: int, device) -> torch.Tensor:
         key = (frames, str(device))
@@ -244,8 +280,14 @@ class Predictor(nn.Module):
         x = self.input_proj(x) + self.spatial_pos + self.time_pos[:, :T]  # [B, T, N, W]
         out = self.transform(x.reshape(B, T * N, -1), cond, T, last_only)  # [B, T*N or N, D]
         if last_only:
-            return out + z[:, -1] if self.config.residual else out  # [B, N, D]
-        out = out.view(B, T, N, D)
+            return self.finish(out, z[:, -1], actions[:, -1])  # [B, N, D]
+        return self.finish(out.view(B, T, N, D), z, actions)
+
+    def finish(self, out: torch.Tensor, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The transformer's output `out [..., N, D]` for frames `z [..., N, D]` taken with `actions [..., A_fs]`
+        -> the prediction: plus the per-token MLP's update, plus z itself if the predictor is residual."""
+        if self.token_mlp is not None:
+            out = out + self.token_mlp(z, actions)
         return out + z if self.config.residual else out
 
     def transform(self, x: torch.Tensor, cond, frames: int, last_only: bool = False) -> torch.Tensor:
@@ -296,6 +338,7 @@ class Predictor(nn.Module):
         full = 2 * L * 3 * W * W + 2 * L * W * W + 4 * L * W * Hm  # qkv, proj, mlp on every token
         last = 2 * L * 2 * W * W + 2 * N * W * W + 2 * N * W * W + 4 * N * W * Hm  # kv all, q/proj/mlp newest
         lin += (cfg.depth - 1) * full + last + 2 * N * W * D  # ... + head
+        lin += self.token_mlp.flops() if self.token_mlp is not None else 0
         pairs = N * N * T * (T + 1) // 2  # causal query-key pairs of a full block
         attn = (cfg.depth - 1) * 4 * pairs * W + 4 * N * L * W
         return {"linear": lin, "attention": attn}

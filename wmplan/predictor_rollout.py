@@ -42,8 +42,9 @@ class _Frame:
     Tensors carry a leading ``[B, S']`` with ``S' = 1`` while the frame is shared by all candidates.
     """
 
-    def __init__(self, z, tokens, cond):
+    def __init__(self, z, tokens, cond, action=None):
         self.z, self.tokens, self.cond = z, tokens, cond  # [B, S', N, D], [B, S', N, W], [B, S', W] | None
+        self.action = action  # [B, S, A_fs], the action taken from this frame (candidate frames only)
 
     @property
     def shared(self) -> bool:
@@ -86,7 +87,7 @@ def cached_rollout(pred, z_hist: torch.Tensor, actions: torch.Tensor, a_past: to
 
 def _candidate_frame(pred, z: torch.Tensor, act, actions: torch.Tensor, j: int) -> _Frame:
     """The frame of latents ``z [B, S', N, D]`` from which candidate step j is taken."""
-    return _Frame(z, _add(_latent_tokens(pred, z), act, j), _cond(pred, actions[:, :, j], z))
+    return _Frame(z, _add(_latent_tokens(pred, z), act, j), _cond(pred, actions[:, :, j], z), actions[:, :, j])
 
 
 def _step(pred, context: list, new: _Frame, pos: torch.Tensor, S: int) -> torch.Tensor:
@@ -111,7 +112,7 @@ def _step(pred, context: list, new: _Frame, pos: torch.Tensor, S: int) -> torch.
             kv, x_ctx = block.context(x_ctx, cond_ctx, mask, Tc, keys_only=i == len(pred.blocks) - 1)
         x_new = block.extend(x_new, cond_new, kv, group=S // sc)
     out = pred.head(pred._final_norm(x_new, cond_new, 1)).view(B, S, N, -1)
-    return out + new.z if pred.config.residual else out
+    return pred.finish(out, new.z, new.action)
 
 
 def _step_joint(pred, window: list, pos: torch.Tensor, S: int) -> torch.Tensor:
@@ -123,7 +124,7 @@ def _step_joint(pred, window: list, pos: torch.Tensor, S: int) -> torch.Tensor:
     if window[-1].cond is not None:
         cond = torch.stack([f.cond.expand(B, S, W) for f in window], dim=2).reshape(B * S, T, W)
     out = pred.transform(x.reshape(B * S, T * N, W), cond, T, last_only=True).view(B, S, N, -1)
-    return out + window[-1].z if pred.config.residual else out
+    return pred.finish(out, window[-1].z, window[-1].action)
 
 
 def _positioned(tokens: list, pos: torch.Tensor) -> torch.Tensor:

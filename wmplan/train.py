@@ -182,12 +182,14 @@ def _run_signature(env, pcfg, tcfg, seed, enc_hash, init_hash: str | None = None
     train = omit_later_defaults(asdict(tcfg) | {"steps": None}, _LATER_TRAIN_DEFAULTS)
     train["probe"] = omit_later_defaults(train["probe"], _LATER_PROBE_DEFAULTS)
     init = {"init": init_hash} if init_hash else {}
-    return {"env": env, "predictor": asdict(pcfg), "train": train, "seed": seed, "encoder_hash": enc_hash} | init
+    predictor = omit_later_defaults(asdict(pcfg), _LATER_PREDICTOR_DEFAULTS)
+    return {"env": env, "predictor": predictor, "train": train, "seed": seed, "encoder_hash": enc_hash} | init
 
 
 # runs started before these options existed still resume
 _LATER_PROBE_DEFAULTS = {"attentive": False, "batch_size": 0}
 _LATER_TRAIN_DEFAULTS = {"readout_weight": 0.0}
+_LATER_PREDICTOR_DEFAULTS = {"token_mlp": 0}
 
 
 def _save_state(path, wm, opt, step, gen, log, signature):

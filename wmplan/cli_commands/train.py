@@ -31,6 +31,8 @@ def add_arguments(p):
     p.add_argument("--width", type=int, default=None, help="override the preset's transformer width")
     p.add_argument("--depth", type=int, default=None, help="override the preset's number of transformer blocks")
     p.add_argument("--conditioning", choices=["concat", "adaln"], default=None, help="override action conditioning")
+    p.add_argument("--token-mlp", type=int, default=None,
+                   help="hidden width of a per-token MLP on (latent, actions, position) added to the prediction (0: none)")
     p.add_argument("--rollout-steps", type=int, default=1, help="k-step rollout loss (0: teacher forcing only)")
     p.add_argument("--proprio-loss-weight", type=float, default=1.0,
                    help="loss weight of each proprio feature relative to a visual one (1: plain MSE)")
@@ -54,7 +56,7 @@ def predictor_config(args):
         raise ValueError(f"unknown predictor preset {name!r}; known: {sorted(PREDICTOR_CONFIGS)}")
     cfg = PREDICTOR_CONFIGS[name] if name else PredictorConfig()
     overrides = {"history": args.history, "frameskip": args.frameskip, "conditioning": args.conditioning,
-                 "width": args.width, "depth": args.depth}
+                 "width": args.width, "depth": args.depth, "token_mlp": args.token_mlp}
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
