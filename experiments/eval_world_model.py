@@ -209,7 +209,7 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
     median = lambda x, h: round(float(np.median(x[:, h - 1])), 2)
     out = {}
     for h in horizons:
-        out[f"{h}_steps"] = {"env_steps": h * fs, "block_pos_mm_median": median(pos, h),
+        out[f"{h}_steps"] = {"env_steps": h * wm.frameskip, "block_pos_mm_median": median(pos, h),
                              "block_angle_deg_median": median(ang, h),
                              "no_change_baseline_block_pos_mm_median": median(held, h), "windows": len(truth),
                              "no_change_true_state": {"block_pos_mm_median": median(still_pos, h),

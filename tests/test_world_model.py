@@ -216,3 +216,30 @@ def test_action_use_tells_a_predictor_that_reads_its_actions_from_one_that_ignor
     assert used["visual_other"]["copy_last"] == 0.0
     ignored = action_use(ignores, z, actions, target, Dv, changed=2)
     assert ignored["visual_changed"]["predicted"] == ignored["visual_changed"]["shuffled_actions"] > 0.5
+
+
+def test_prediction_errors_reports_each_horizon_in_env_steps(tmp_path):
+    from experiments.eval_world_model import prediction_errors
+    from wmplan.data import EpisodeDataset
+    from wmplan.data.dataset import episode_path, write_episode, write_meta
+
+    names = ["agent_x", "agent_y", "block_x", "block_y", "block_theta"]
+    write_meta(tmp_path, {"env": "pusht", "env_kwargs": {}, "image_size": 32, "action_dim": A, "proprio_dim": P,
+                          "state_dim": 5, "state_names": names})
+    rng = np.random.default_rng(0)
+    for e in range(2):  # the agent wanders, the block stays at (200, 300) mm, 0.5 rad
+        states = np.c_[rng.uniform(100, 400, (31, 2)), np.tile([200.0, 300.0, 0.5], (31, 1))]
+        arrays = {"pixels": rng.integers(0, 256, (31, 32, 32, 3), dtype=np.uint8),
+                  "proprio": rng.normal(size=(31, P)).astype(np.float32),
+                  "actions": rng.uniform(-1, 1, (30, A)).astype(np.float32), "states": states}
+        write_episode(episode_path(tmp_path, e), arrays, {"seed": e, "steps": 30})
+    wm = tiny_world_model()
+    wm.probe = Probe(4, 16 + P, ["block_x", "block_y", "sin(block_theta)", "cos(block_theta)"], seed=0)
+
+    out = prediction_errors(wm, EpisodeDataset(tmp_path), np.arange(2), horizons=(1, 3), max_windows=8)
+    assert set(out) == {"1_steps", "3_steps"}
+    assert [out[k]["env_steps"] for k in out] == [FS, 3 * FS]
+    assert out["3_steps"]["windows"] == 8
+    # the block never moves, so its last real state is exactly right; the random probe is not
+    assert out["3_steps"]["no_change_true_state"] == {"block_pos_mm_median": 0.0, "block_angle_deg_median": 0.0}
+    assert out["3_steps"]["block_pos_mm_median"] > 100
