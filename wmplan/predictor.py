@@ -177,6 +177,9 @@ class TokenMLP(nn.Module):
     Each token decides alone how the actions change it (where the pusher lands in it), with a wider
     hidden layer than the transformer's: at width 64 the push-T transformer learns to predict the
     visual tokens without reading its actions (`experiments/eval_world_model.py --action-use-only`).
+    Measured so far it has not helped: it did not make that predictor read its actions, and on the
+    low-pass-pretrained encoder, where the transformer alone reads them, it adds nothing
+    (`experiments/results/pusht_dino_blur15_pilot/`). An option to try, not a default.
     The last layer starts at zero, so a new branch leaves the predictor's output unchanged.
     """
 
