@@ -4,14 +4,11 @@ import pytest
 import torch
 
 import wmplan.predictor_rollout as predictor_rollout
+from test_predictor import VARIANTS  # the predictor variants every predictor test runs through
 from wmplan.predictor import Predictor, PredictorConfig
 from wmplan.predictor_rollout import cached_rollout
 
 N, D, A_FS = 4, 12, 4
-
-
-# predictor variants the tests run through: the two conditionings, and concat with the per-token MLP
-VARIANTS = {"concat": {}, "adaln": {"conditioning": "adaln"}, "token-mlp": {"token_mlp": 8}}
 
 
 def make(variant="concat", history=2, seed=0):
