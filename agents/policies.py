@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["RandomPolicy"]
+__all__ = ["RandomPolicy", "ZeroPolicy"]
 
 
 class RandomPolicy:
@@ -40,3 +40,21 @@ class RandomPolicy:
             self._held, self._left = self.rng.uniform(self.low, self.high).astype(np.float32), self.repeat
         self._left -= 1
         return self._held.copy()
+
+
+class ZeroPolicy:
+    """The zero action at every step (clipped into the Box): a floor that uses no model.
+
+    What "zero" does is the env's: push-T and the maze hold the agent's target on it (relative
+    targets) or apply no force; chips' zero action is a zero-length push at the table's centre.
+    """
+
+    def __init__(self, action_space):
+        self.action = np.clip(np.zeros(action_space.shape, np.float32), action_space.low, action_space.high).astype(np.float32)
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs=None, goal=None) -> np.ndarray:
+        """The zero action ``[A]`` (observation and goal are ignored)."""
+        return self.action.copy()

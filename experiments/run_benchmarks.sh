@@ -9,11 +9,12 @@
 # speed point under the 0.25 s re-plan target (issue 6); "gd-10" is gradient descent with 10 Adam
 # iterations instead of 20 (8 starts); "gd-4x10" halves that again (4 starts x 10 iterations), the
 # push-T gradient planner's point at that target on the 64-token model, and "gd-4x8" cuts its
-# iterations to 8 (budgets picked by FLOPs per re-plan, not by success).
+# iterations to 8 (budgets picked by FLOPs per re-plan, not by success). PLANNER "zero" / "random" are the
+# floors that act without a world model (`wmplan bench --planner zero|random`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-1}
-RUNS=${*:-pusht:cem pusht:cem+keepout pusht:gd maze:cem maze:cem+keepout maze:gd chips:cem chips:gd pusht:icem pusht:mppi pusht:cem-gd maze:icem maze:mppi maze:cem-gd maze:mppi+keepout maze:icem-48 maze:cem+route maze:gd+route maze:cem+route+keepout maze:mppi+route+keepout pusht:cem+readout pusht:gd-10 pusht:gd-4x10 pusht:gd-4x8}
+RUNS=${*:-pusht:cem pusht:cem+keepout pusht:gd maze:cem maze:cem+keepout maze:gd chips:cem chips:gd pusht:icem pusht:mppi pusht:cem-gd maze:icem maze:mppi maze:cem-gd maze:mppi+keepout maze:icem-48 maze:cem+route maze:gd+route maze:cem+route+keepout maze:mppi+route+keepout pusht:cem+readout pusht:gd-10 pusht:gd-4x10 pusht:gd-4x8 pusht:zero pusht:random maze:zero maze:random chips:zero chips:random}
 for run in $RUNS; do
   env=${run%%:*} name=${run#*:} settings='{}' flags=()
   planner=${name%%+*}

@@ -137,6 +137,39 @@ def test_bench_planner_settings_override_the_budget_and_name_the_row(tmp_path, t
     assert "unknown cem planner setting(s) ['samples']" in capsys.readouterr().err
 
 
+def test_bench_baselines_act_without_a_model_on_the_same_tasks(tmp_path, capsys):
+    """The floors: no checkpoint is read (the default one may not even exist), the rows say so and are never
+    marked as measured on an old checkpoint, and the zero action leaves the push-T agent where it started."""
+    rows = {}
+    for name in ("zero", "random"):
+        out = tmp_path / name
+        assert main(["bench", "--env", "pusht", "--planner", name, "--episodes", "2", "--checkpoint",
+                     str(tmp_path / "absent.pt"), "--out", str(out), "--quiet"]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["baseline"] and summary["checkpoint"] is None and summary["checkpoint_sha1"] is None
+        rows[name] = summary["row"]
+        assert rows[name]["planner"] == f"{name} actions (no model)" and rows[name]["replans"] == 0
+        assert STALE_MARK not in results_markdown([out], checkpoints={"pusht": "0" * 40})
+    assert "| pusht | zero actions (no model) |" in capsys.readouterr().out
+    assert rows["zero"]["block_pos_error"] != rows["random"]["block_pos_error"]  # the random floor moved something
+    zero = Path(tmp_path / "zero" / "episodes.jsonl").read_text().splitlines()
+    assert len(zero) == 2 and all(json.loads(line)["metrics"]["contact"] == 0.0 for line in zero)
+    # a floor has no planner, costs or guardrail to set
+    assert main(["bench", "--env", "pusht", "--planner", "zero", "--guardrail", "--out", str(tmp_path / "g")]) == 2
+    assert "uses no model" in capsys.readouterr().err
+
+
+def test_zero_policy_clips_zero_into_the_box():
+    import gymnasium as gym
+    import numpy as np
+
+    from agents import ZeroPolicy
+
+    assert np.array_equal(ZeroPolicy(gym.spaces.Box(-1.0, 1.0, (2,))).act(), [0.0, 0.0])
+    box = gym.spaces.Box(np.float32([0.5, -1.0]), np.float32([1.0, -0.2]))
+    assert np.array_equal(ZeroPolicy(box).act(), np.float32([0.5, -0.2]))
+
+
 def test_bench_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["bench", "--env", "nowhere", "--out", str(tmp_path)]) == 2
     assert "unknown environment 'nowhere'" in capsys.readouterr().err

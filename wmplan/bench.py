@@ -22,7 +22,8 @@ from wmplan.evaluate import EvalConfig, KeepOutRegion, evaluate, make_tasks
 from wmplan.mpc import MPCConfig
 from wmplan.results import hardware, markdown_table, summarize, write_results
 
-__all__ = ["BenchSpec", "RouteSpec", "ReadoutGoalSpec", "load_spec", "build_agent", "run_bench", "REPO_ROOT"]
+__all__ = ["BenchSpec", "RouteSpec", "ReadoutGoalSpec", "load_spec", "build_agent", "build_baseline", "BASELINES", "run_bench",
+           "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,6 +125,19 @@ def build_agent(spec: BenchSpec, wm, planner: str, action_space, guardrail: bool
     return MPCAgent(wm, plan, terms, spec.mpc, action_space=action_space, readout=readout), settings
 
 
+BASELINES = ("zero", "random")  # floors that use no world model: what planning has to beat
+
+
+def build_baseline(name: str, action_space, seed: int = 0):
+    """A floor policy with the agent interface: "zero" (the zero action) or "random" (uniform random actions,
+    the same seeded sequence every episode, as a planner's seeded generator)."""
+    from agents.policies import RandomPolicy, ZeroPolicy
+
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+    return ZeroPolicy(action_space) if name == "zero" else RandomPolicy(action_space, seed=seed)
+
+
 def _resolve(path: str) -> Path:
     return REPO_ROOT / path  # pathlib keeps an absolute `path` as it is
 
@@ -174,6 +188,8 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
               route: bool = False, readout_goal: bool = False, budget_horizon: bool = False, **planner_cfg) -> dict:
     """Run one (env, planner) benchmark and write its result files. Returns the summary dict.
 
+    `planner` may also name a floor in `BASELINES` ("zero", "random"): the same tasks run without a
+    world model, so a table shows what planning adds over acting blind.
     `budget_horizon` tells the MPC loop the episode's step budget, so plans end with the episode
     (`MPCConfig.budget`: the horizon shrinks over the last re-plans)."""
     import envs
@@ -184,14 +200,21 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     if budget_horizon:
         spec = dataclasses.replace(spec, mpc=dataclasses.replace(spec.mpc, budget=cfg.budget))
     env = envs.make(spec.env, **spec.env_kwargs)
-    ckpt = _resolve(checkpoint or spec.checkpoint)
-    wm = WorldModel.load(ckpt, device=device, env=envs.entry(spec.env).name, image_size=env.image_size,
-                         action_dim=env.action_space.shape[0])
-    wm.decoder = _decoder_beside(ckpt, wm)
-    agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, readout_goal, **planner_cfg)
+    if planner in BASELINES:
+        if guardrail or route or readout_goal or budget_horizon or planner_cfg:
+            raise ValueError(f"the {planner!r} baseline uses no model, planner or costs: drop the guardrail, route, "
+                             "readout-goal, budget-horizon and planner-settings options")
+        ckpt, ckpt_sha1, settings, wm = None, None, {}, None
+        agent = build_baseline(planner, env.action_space, seed=cfg.seed)
+    else:
+        ckpt = _resolve(checkpoint or spec.checkpoint)
+        wm = WorldModel.load(ckpt, device=device, env=envs.entry(spec.env).name, image_size=env.image_size,
+                             action_dim=env.action_space.shape[0])
+        wm.decoder = _decoder_beside(ckpt, wm)
+        agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, readout_goal, **planner_cfg)
+        ckpt_sha1 = file_sha1(ckpt)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(out_dir)
-    ckpt_sha1 = file_sha1(ckpt)
     fingerprint = _fingerprint(spec.env, planner, settings, ckpt_sha1, guardrail,
                                spec.goal_steps, spec.proprio_weight,
                                {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("episodes", "videos")},
@@ -204,11 +227,13 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     label = (planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + route" if route else "")
              + (f" + readout goal w={spec.readout_goal.weight:g}" if readout_goal else "") + (" + keep-out" if guardrail else "")
              + (" + budget horizon" if budget_horizon else ""))
+    label = f"{planner} actions (no model)" if planner in BASELINES else label
     row = {"env": spec.env, "planner": label,
            **summarize(records, spec.metric_keys)}
     summary = {"row": row, "metric_keys": list(spec.metric_keys), "hardware": hardware() | {"device": device},
-               "planner_settings": settings, "checkpoint": str(ckpt), "checkpoint_sha1": ckpt_sha1, "guardrail": guardrail,
-               "decoder": wm.decoder is not None,  # videos show imagined frames (results never depend on it)
+               "planner_settings": settings, "checkpoint": ckpt and str(ckpt), "checkpoint_sha1": ckpt_sha1,
+               "baseline": planner in BASELINES, "guardrail": guardrail,
+               "decoder": wm is not None and wm.decoder is not None,  # videos show imagined frames (results never depend on it)
                **({"keep_out_margin": spec.keep_out_margin} if guardrail else {}),
                **({"route": dataclasses.asdict(spec.route)} if route else {}),
                **({"readout_goal": dataclasses.asdict(spec.readout_goal)} if readout_goal else {}),

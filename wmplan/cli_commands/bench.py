@@ -9,11 +9,13 @@ import json
 NAME = "bench"
 HELP = "benchmark a planner on an environment with a trained checkpoint (JSON, CSV, table, videos)"
 PLANNER_NAMES = ("cem", "icem", "mppi", "gd", "cem-gd")
+BASELINE_NAMES = ("zero", "random")  # wmplan.bench.BASELINES, named here so `--help` imports no torch
 
 
 def add_arguments(p):
     p.add_argument("--env", required=True, help="pusht, maze or chips")
-    p.add_argument("--planner", default="cem", choices=PLANNER_NAMES, help="planner (default cem)")
+    p.add_argument("--planner", default="cem", choices=PLANNER_NAMES + BASELINE_NAMES,
+                   help="planner (default cem); zero / random: floors that act without a world model")
     p.add_argument("--episodes", type=int, default=None, help="seeded episodes (default: the env's, >= 50)")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--out", default=None, help="output directory (default runs/bench/<env>-<planner>)")
