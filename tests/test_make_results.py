@@ -93,3 +93,29 @@ def test_oracle_table_reads_the_learned_row_from_the_benchmark_and_marks_old_che
     assert "| pusht | cem | simulator + frozen encoder, 64 tokens" in oracle_table(tmp_path, {"pusht": "new"}, {"pusht": "e64"})
     assert "| pusht | cem (old checkpoint) | simulator + frozen encoder, 64 tokens" in oracle_table(tmp_path, {"pusht": "new"}, {"pusht": "e16"})
     assert table.count("learned world model") == 1  # the same learned row serves both latent oracles
+
+
+def test_successes_are_split_by_what_the_zero_action_already_meets(tmp_path):
+    from experiments.make_results import floor_table
+    from experiments.success_beyond_floor import main as split_main
+
+    def episode(seed, success, block):
+        return json.dumps({"seed": seed, "success": success, "metrics": {"success_block": block}})
+
+    bench = tmp_path / "bench"
+    for name, rows in {"pusht-zero": [(0, False, True), (1, False, False), (2, False, False)],
+                       "pusht-gd": [(0, True, True), (1, True, True), (2, False, False)],
+                       "pusht-short": [(0, True, True)],  # fewer seeds: split on those it played
+                       "maze-cem": [(0, True, True)]}.items():  # another env: not read
+        (bench / name).mkdir(parents=True)
+        (bench / name / "episodes.jsonl").write_text("\n".join(episode(*r) for r in rows) + "\n")
+    (tmp_path / "pusht_oracle_state_cem.json").write_text(json.dumps({"episodes": [
+        {"seed": 1, "success": True, "metrics": {}}, {"seed": 7, "success": True, "metrics": {}}]}))  # seed 7: unsplittable
+    out = tmp_path / "pusht_success_beyond_floor.json"
+    assert split_main(["--bench", str(bench), "--oracles", str(tmp_path), "--out", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert runs == {"pusht-gd": {"episodes": 3, "floor_met": 1, "successes": 2, "successes_floor_already_met": 1,
+                                 "successes_beyond_floor": 1},
+                    "pusht-short": {"episodes": 1, "floor_met": 1, "successes": 1, "successes_floor_already_met": 1,
+                                    "successes_beyond_floor": 0}}
+    assert "| pusht | pusht-gd | 3 | 2 | 1 | 1 | 1 |" in floor_table(tmp_path)
