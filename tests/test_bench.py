@@ -187,3 +187,12 @@ def test_compare_planners_notebook_runs(tmp_path, tiny_pusht_checkpoint, monkeyp
     assert (tmp_path / "success_vs_time.png").is_file() and (tmp_path / "cost_per_iteration.png").is_file()
     last = nb.cells[-1]["outputs"][0]["data"]["text/plain"]
     assert "'cem'" in last and "'gd'" in last
+
+
+def test_demo_prints_the_planner_beside_the_zero_action_floor(tmp_path, capsys):
+    """`make demo`'s command on the shipped push-T checkpoint, one episode of the fastest planner."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--episodes", "1", "--planner", "gd", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| pusht | gd |" in printed and "| pusht | zero actions (no model) |" in printed
+    assert (out / "videos" / "episode_000.gif").is_file() and (out / "zero" / "summary.json").is_file()

@@ -247,6 +247,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
 
 
 def print_summary(summary: dict) -> None:
-    print(markdown_table([summary["row"]], summary["metric_keys"]))
+    """The run's table row (or `summary["rows"]`, rows of runs on the same episodes), hardware and protocol."""
+    print(markdown_table(summary.get("rows", [summary["row"]]), summary["metric_keys"]))
     hw = summary["hardware"]
     print(f"\nhardware: {hw['cpu']}, {hw['torch_threads']} torch threads, device {hw['device']}; {summary['protocol']}")

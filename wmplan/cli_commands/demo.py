@@ -15,8 +15,11 @@ def add_arguments(p):
 def run(args) -> int:
     from wmplan.bench import load_spec, print_summary, run_bench
 
-    summary = run_bench(load_spec("pusht"), args.planner, args.out, episodes=args.episodes)
-    print_summary(summary)
+    spec = load_spec("pusht")
+    summary = run_bench(spec, args.planner, args.out, episodes=args.episodes)
+    floor = run_bench(spec, "zero", f"{args.out}/zero", episodes=args.episodes, progress=False)  # seconds
+    print_summary({**summary, "rows": [summary["row"], floor["row"]]})
+    print("(the zero-action row is the floor: the same episodes with no model at all)")
     panels = "real | imagined | goal" if summary.get("decoder") else "real | goal"
     print(f"\nvideo ({panels}): {args.out}/videos/episode_000.gif")
     return 0
