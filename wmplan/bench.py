@@ -183,6 +183,17 @@ def _decoder_beside(checkpoint: Path, wm):
         return None
 
 
+def _load_model(ckpt: Path, env, env_name: str, device: str):
+    """The checkpoint's world model, checked against the env, with the pixel decoder beside it (or None)."""
+    import envs
+    from wmplan.world_model import WorldModel
+
+    wm = WorldModel.load(ckpt, device=device, env=envs.entry(env_name).name, image_size=env.image_size,
+                         action_dim=env.action_space.shape[0])
+    wm.decoder = _decoder_beside(ckpt, wm)
+    return wm
+
+
 def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = None, checkpoint: str | None = None,
               guardrail: bool = False, device: str = "cpu", progress: bool = True, seed: int | None = None,
               route: bool = False, readout_goal: bool = False, budget_horizon: bool = False, **planner_cfg) -> dict:
@@ -193,7 +204,6 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     `budget_horizon` tells the MPC loop the episode's step budget, so plans end with the episode
     (`MPCConfig.budget`: the horizon shrinks over the last re-plans)."""
     import envs
-    from wmplan.world_model import WorldModel
 
     cfg = spec.eval if episodes is None else dataclasses.replace(spec.eval, episodes=episodes)
     cfg = dataclasses.replace(cfg, keep_out=spec.keep_out, seed=cfg.seed if seed is None else seed)
@@ -208,11 +218,8 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
         agent = build_baseline(planner, env.action_space, seed=cfg.seed)
     else:
         ckpt = _resolve(checkpoint or spec.checkpoint)
-        wm = WorldModel.load(ckpt, device=device, env=envs.entry(spec.env).name, image_size=env.image_size,
-                             action_dim=env.action_space.shape[0])
-        wm.decoder = _decoder_beside(ckpt, wm)
+        ckpt_sha1, wm = file_sha1(ckpt), _load_model(ckpt, env, spec.env, device)
         agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, readout_goal, **planner_cfg)
-        ckpt_sha1 = file_sha1(ckpt)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(out_dir)
     fingerprint = _fingerprint(spec.env, planner, settings, ckpt_sha1, guardrail,
