@@ -185,6 +185,8 @@ def test_compare_planners_notebook_runs(tmp_path, tiny_pusht_checkpoint, monkeyp
     nb = nbformat.read(REPO / "experiments/notebooks/compare_planners.ipynb", as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
     assert (tmp_path / "success_vs_time.png").is_file() and (tmp_path / "cost_per_iteration.png").is_file()
+    table = "".join(out.get("text", "") for out in nb.cells[3]["outputs"])
+    assert "| pusht | cem |" in table and "| pusht | zero actions (no model) |" in table  # the floor beside them
     last = nb.cells[-1]["outputs"][0]["data"]["text/plain"]
     assert "'cem'" in last and "'gd'" in last
 
