@@ -22,7 +22,7 @@ import torch
 import envs
 from wmplan.bench import REPO_ROOT, build_agent, file_sha1, load_spec
 from wmplan.cli_commands.bench import planner_settings
-from wmplan.evaluate import make_tasks
+from wmplan.evaluate import make_tasks, reset_to_task
 from wmplan.results import hardware
 from wmplan.world_model import WorldModel
 
@@ -34,9 +34,7 @@ def measure(spec, wm, env, planner: str, tasks, replans: int, overrides: dict | 
     agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, **(overrides or {}))
     records = []
     for task in tasks:
-        options = {k: v for k, v in (("init_state", task.init_state), ("goal_state", task.goal_state)) if v is not None}
-        obs, _ = env.reset(seed=task.seed, options=options)
-        goal = env.goal_observation()
+        obs, _, goal = reset_to_task(env, task)
         agent.reset()
         while len(agent.records) < replans // len(tasks):
             obs, *_ = env.step(agent.act(obs, goal))

@@ -39,26 +39,26 @@ def run(spec, wm, agent, tasks) -> list[dict]:
     import envs
 
     from wmplan.costs import probe_readout
+    from wmplan.evaluate import reset_to_task
 
     env = envs.make(spec.env, **spec.env_kwargs)
     names = list(env.state_names)
     readout, index = probe_readout(wm.probe, BLOCK), [names.index(n) for n in BLOCK]
     fs, rows = agent.controller.fs, []
     for task in tasks:
-        options = {k: v for k, v in (("init_state", task.init_state), ("goal_state", task.goal_state)) if v is not None}
-        obs, _ = env.reset(seed=task.seed, options=options)
-        goal = env.goal_observation()
+        obs, _, goal = reset_to_task(env, task)
         agent.reset()
         for t in range(spec.eval.budget):
             before = env.get_state()[index]
             action = agent.act(obs, goal)
             z_pred = agent.controller.predicted_latent() if t % fs == 0 else None  # this planned step's end
-            obs, _, _, _, info = env.step(action)
+            obs, *_ = env.step(action)
             if t % fs == 0:
                 start, predicted = before, _block_read(wm, readout, z_pred)[0]
             if t % fs == fs - 1:
                 true = env.get_state()[index]
-                real = _block_read(wm, readout, agent.controller.encode(obs["pixels"][None], obs.get("proprio")[None]))[0]
+                proprio = obs.get("proprio")
+                real = _block_read(wm, readout, agent.controller.encode(obs["pixels"][None], None if proprio is None else proprio[None]))[0]
                 rows.append({"seed": task.seed, "step": t + 1, "start": start.tolist(), "true": true.tolist(),
                              "predicted": predicted.tolist(), "real_read": real.tolist()})
     env.close()
@@ -87,7 +87,7 @@ def _median(x) -> float | None:
 
 
 def main(argv=None) -> int:
-    from wmplan.bench import _load_model, _resolve, build_agent, load_spec
+    from wmplan.bench import REPO_ROOT, build_agent, load_model, load_spec
     from wmplan.cli_commands.bench import planner_settings
     from wmplan.evaluate import make_tasks
     import envs
@@ -105,8 +105,8 @@ def main(argv=None) -> int:
     spec = load_spec(args.env)
     cfg = dataclasses.replace(spec.eval, episodes=args.episodes, keep_out=spec.keep_out)
     env = envs.make(spec.env, **spec.env_kwargs)
-    ckpt = _resolve(args.checkpoint or spec.checkpoint)
-    wm = _load_model(ckpt, env, spec.env, "cpu")
+    ckpt = REPO_ROOT / (args.checkpoint or spec.checkpoint)  # an absolute path stays as it is
+    wm = load_model(ckpt, env, spec.env, "cpu")
     if getattr(wm, "probe", None) is None:
         raise SystemExit(f"{ckpt} has no probe to read the block with")
     agent, settings = build_agent(spec, wm, args.planner, env.action_space, **args.planner_settings)

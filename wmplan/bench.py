@@ -22,8 +22,8 @@ from wmplan.evaluate import EvalConfig, KeepOutRegion, evaluate, make_tasks
 from wmplan.mpc import MPCConfig
 from wmplan.results import hardware, markdown_table, summarize, write_results
 
-__all__ = ["BenchSpec", "RouteSpec", "ReadoutGoalSpec", "load_spec", "build_agent", "build_baseline", "BASELINES", "run_bench",
-           "REPO_ROOT"]
+__all__ = ["BenchSpec", "RouteSpec", "ReadoutGoalSpec", "load_spec", "build_agent", "build_baseline", "BASELINES", "load_model",
+           "run_bench", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,7 +183,7 @@ def _decoder_beside(checkpoint: Path, wm):
         return None
 
 
-def _load_model(ckpt: Path, env, env_name: str, device: str):
+def load_model(ckpt: Path, env, env_name: str, device: str):
     """The checkpoint's world model, checked against the env, with the pixel decoder beside it (or None)."""
     import envs
     from wmplan.world_model import WorldModel
@@ -218,7 +218,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
         agent = build_baseline(planner, env.action_space, seed=cfg.seed)
     else:
         ckpt = _resolve(checkpoint or spec.checkpoint)
-        ckpt_sha1, wm = file_sha1(ckpt), _load_model(ckpt, env, spec.env, device)
+        ckpt_sha1, wm = file_sha1(ckpt), load_model(ckpt, env, spec.env, device)
         agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, readout_goal, **planner_cfg)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     out = Path(out_dir)

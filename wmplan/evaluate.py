@@ -21,7 +21,7 @@ import numpy as np
 
 from wmplan.data import EpisodeDataset
 
-__all__ = ["EvalConfig", "Task", "make_tasks", "run_episode", "evaluate", "KeepOutRegion"]
+__all__ = ["EvalConfig", "Task", "make_tasks", "reset_to_task", "run_episode", "evaluate", "KeepOutRegion"]
 
 
 @dataclass(frozen=True)
@@ -133,11 +133,16 @@ def _agent_stats(agent) -> list[dict]:
     return [{"wall_time": r.wall_time, "predictor_calls": r.predictor_calls} for r in getattr(agent, "records", [])]
 
 
-def run_episode(env, agent, task: Task, cfg: EvalConfig, record_video: bool = False) -> dict:
-    """Run one task for exactly `cfg.budget` env steps and return its record."""
+def reset_to_task(env, task: Task) -> tuple:
+    """Reset `env` to `task`'s seed, start and goal: ``(obs, info, goal observation)``."""
     options = {k: v for k, v in (("init_state", task.init_state), ("goal_state", task.goal_state)) if v is not None}
     obs, info = env.reset(seed=task.seed, options=options)
-    goal = env.goal_observation()
+    return obs, info, env.goal_observation()
+
+
+def run_episode(env, agent, task: Task, cfg: EvalConfig, record_video: bool = False) -> dict:
+    """Run one task for exactly `cfg.budget` env steps and return its record."""
+    obs, info, goal = reset_to_task(env, task)
     agent.reset()
     in_region, frames, start = 0, [], time.perf_counter()
     imagine = getattr(agent, "imagined", None) if record_video else None
