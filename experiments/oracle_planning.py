@@ -36,7 +36,7 @@ import torch
 import envs
 from wmplan.bench import REPO_ROOT, file_sha1, _fingerprint, build_agent, load_spec, mpc_fingerprint
 from wmplan.cli_commands.bench import planner_settings
-from wmplan.evaluate import evaluate, make_tasks
+from wmplan.evaluate import evaluate, make_tasks, read_episodes
 from wmplan.encoders import encoder_hash, load_encoder
 from wmplan.results import hardware, wilson_interval
 from wmplan.world_model import WorldModel
@@ -119,8 +119,7 @@ def learned_same_seeds(env: str, run: str, seeds: set, readout_goal: dict | None
     bench = json.loads(summary.read_text())
     if bench.get("readout_goal") != wanted:
         return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("seed") in seeds]
+    rows = [r for r in read_episodes(path) if r.get("seed") in seeds]
     return _summary(rows) | {"checkpoint_sha1": bench.get("checkpoint_sha1")} if len(rows) == len(seeds) else None
 
 

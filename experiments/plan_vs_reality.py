@@ -48,19 +48,18 @@ def run(spec, wm, agent, tasks) -> list[dict]:
     for task in tasks:
         obs, _, goal = reset_to_task(env, task)
         agent.reset()
-        for t in range(spec.eval.budget):
-            before = env.get_state()[index]
-            action = agent.act(obs, goal)
-            z_pred = agent.controller.predicted_latent() if t % fs == 0 else None  # this planned step's end
-            obs, *_ = env.step(action)
-            if t % fs == 0:
-                start, predicted = before, _block_read(wm, readout, z_pred)[0]
-            if t % fs == fs - 1:
-                true = env.get_state()[index]
-                proprio = obs.get("proprio")
-                real = _block_read(wm, readout, agent.controller.encode(obs["pixels"][None], None if proprio is None else proprio[None]))[0]
-                rows.append({"seed": task.seed, "step": t + 1, "start": start.tolist(), "true": true.tolist(),
-                             "predicted": predicted.tolist(), "real_read": real.tolist()})
+        for k in range(spec.eval.budget // fs):  # whole planned steps
+            start = env.get_state()[index]
+            for i in range(fs):
+                action = agent.act(obs, goal)
+                if i == 0:  # the plan's latent for this planned step's end
+                    predicted = _block_read(wm, readout, agent.controller.predicted_latent())[0]
+                obs, *_ = env.step(action)
+            true = env.get_state()[index]
+            proprio = obs.get("proprio")
+            real = _block_read(wm, readout, agent.controller.encode(obs["pixels"][None], None if proprio is None else proprio[None]))[0]
+            rows.append({"seed": task.seed, "step": (k + 1) * fs, "start": start.tolist(), "true": true.tolist(),
+                         "predicted": predicted.tolist(), "real_read": real.tolist()})
     env.close()
     return rows
 

@@ -22,8 +22,9 @@ HERE = Path(__file__).resolve().parent
 
 def episodes_by_seed(run_dir: Path) -> dict[int, dict]:
     """The finished episodes of a `wmplan bench` output directory, by seed."""
-    lines = (run_dir / "episodes.jsonl").read_text().splitlines()
-    return {rec["seed"]: rec for rec in map(json.loads, lines)}
+    from wmplan.evaluate import read_episodes
+
+    return {rec["seed"]: rec for rec in read_episodes(run_dir / "episodes.jsonl")}
 
 
 def split_successes(runs: dict[str, dict[int, dict]], floor: dict[int, dict], key: str) -> dict:

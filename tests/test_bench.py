@@ -198,3 +198,11 @@ def test_demo_prints_the_planner_beside_the_zero_action_floor(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| pusht | gd |" in printed and "| pusht | zero actions (no model) |" in printed
     assert (out / "videos" / "episode_000.gif").is_file() and (out / "zero" / "summary.json").is_file()
+
+
+def test_read_episodes_skips_blank_and_cut_lines(tmp_path):
+    from wmplan.evaluate import read_episodes
+
+    log = tmp_path / "episodes.jsonl"
+    log.write_text('{"index": 0, "seed": 3}\n\n{"index": 1, "see')  # an interruption cut the last record
+    assert read_episodes(log) == [{"index": 0, "seed": 3}]

@@ -21,7 +21,8 @@ import numpy as np
 
 from wmplan.data import EpisodeDataset
 
-__all__ = ["EvalConfig", "Task", "make_tasks", "reset_to_task", "run_episode", "evaluate", "KeepOutRegion"]
+__all__ = ["EvalConfig", "Task", "make_tasks", "reset_to_task", "run_episode", "evaluate", "read_episodes",
+           "KeepOutRegion"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,17 @@ def run_episode(env, agent, task: Task, cfg: EvalConfig, record_video: bool = Fa
 
 def _jsonable(v):
     return v.item() if isinstance(v, np.generic) else v
+
+
+def read_episodes(path) -> list[dict]:
+    """The complete records of an `episodes.jsonl` log (blank lines and a line cut by an interruption skipped)."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def _load_done(path: Path, fingerprint: str) -> dict[int, dict]:
