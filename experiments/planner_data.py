@@ -1,0 +1,122 @@
+"""Training data where the planner goes: episodes driven by the MPC agent, added to a dataset (DAgger-style).
+
+`experiments/plan_vs_reality.py` shows the world model is most wrong on the steps the planner
+chooses: a planner favours the actions the model gets wrong in its favour, and the scripted expert
+that collected the data never took them. This script runs the agent on benchmark-like tasks from
+*training* seeds (disjoint from the benchmark's 0..49 and the tuning seeds 5000+), records every
+env step, and writes a dataset made of the source dataset's episodes (linked, not copied) followed
+by the agent's episodes. `wmplan train --init CKPT --data OUT` then fine-tunes on both.
+
+    python -m experiments.planner_data --env pusht --source /work/data/pusht_v2 --out /work/data/pusht_dagger1 \
+        --checkpoint experiments/checkpoints/pusht/world_model.pt --planner gd \
+        --planner-settings '{"num_starts": 4, "iterations": 8}' --episodes 200 --seed 20000 --noise 0.3
+
+`--noise` adds Gaussian noise (std, in action units) to the agent's actions on every other episode,
+so the data also holds the neighbours of the planner's choices. Re-running the same command resumes:
+finished episode files are kept. Held-out windows are best read from the source dataset's own
+split: adding episodes changes the split of the union.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wmplan.data.dataset import EpisodeDataset, episode_path, is_complete, read_meta, write_episode, write_meta
+
+TRAINING_SEEDS = 20_000  # first task seed of planner data: benchmark tasks use 0.., tuning 5000..
+
+
+def link_source(source: Path, out: Path) -> int:
+    """Link every episode of `source` into `out/episodes` under the same index; the number linked."""
+    n = len(EpisodeDataset(source))
+    (out / "episodes").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        dst = episode_path(out, i)
+        if not dst.exists():
+            os.symlink(episode_path(source, i).resolve(), dst)
+    return n
+
+
+def agent_episode(env, agent, task, budget: int, noise: float, rng) -> dict:
+    """One task driven by the agent for `budget` env steps; arrays in the dataset's episode layout."""
+    from wmplan.evaluate import reset_to_task
+
+    obs, _, goal = reset_to_task(env, task)
+    agent.reset()
+    low, high = env.action_space.low, env.action_space.high
+    frames, proprio, states, actions = [obs["pixels"]], [obs["proprio"]], [env.get_state()], []
+    for _ in range(budget):
+        action = agent.act(obs, goal)
+        if noise > 0:
+            action = np.clip(action + rng.normal(0.0, noise, size=action.shape), low, high).astype(np.float32)
+        obs, *_ = env.step(action)
+        actions.append(np.asarray(action, dtype=np.float32))
+        frames.append(obs["pixels"])
+        proprio.append(obs["proprio"])
+        states.append(env.get_state())
+    return {"pixels": np.stack(frames), "proprio": np.stack(proprio), "actions": np.stack(actions),
+            "states": np.stack(states)}
+
+
+def main(argv=None) -> int:
+    import envs
+    from wmplan.bench import REPO_ROOT, build_agent, load_model, load_spec
+    from wmplan.cli_commands.bench import planner_settings
+    from wmplan.evaluate import make_tasks
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="pusht")
+    p.add_argument("--source", required=True, help="the dataset the model was trained on")
+    p.add_argument("--out", required=True, help="new dataset directory: the source's episodes, then the agent's")
+    p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
+    p.add_argument("--planner", default="gd")
+    p.add_argument("--planner-settings", type=planner_settings, default={})
+    p.add_argument("--episodes", type=int, default=100, help="agent episodes to add")
+    p.add_argument("--seed", type=int, default=TRAINING_SEEDS, help="first task seed (keep clear of benchmark seeds)")
+    p.add_argument("--noise", type=float, default=0.0, help="action-noise std on every other episode")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.seed < TRAINING_SEEDS:
+        p.error(f"--seed {args.seed} overlaps benchmark or tuning tasks; use {TRAINING_SEEDS} or above")
+    torch.set_num_threads(args.threads)
+    source, out = Path(args.source), Path(args.out)
+    spec = load_spec(args.env)
+    cfg = dataclasses.replace(spec.eval, episodes=args.episodes, seed=args.seed)
+    env = envs.make(spec.env, image_size=read_meta(source)["image_size"], **spec.env_kwargs)
+    ckpt = REPO_ROOT / (args.checkpoint or spec.checkpoint)
+    wm = load_model(ckpt, env, spec.env, "cpu")
+    agent, settings = build_agent(spec, wm, args.planner, env.action_space, **args.planner_settings)
+    n_source = link_source(source, out)
+    record = {"source": str(source.resolve()), "source_episodes": n_source, "checkpoint": str(ckpt),
+              "planner": args.planner, "planner_settings": settings, "seed": args.seed, "noise": args.noise,
+              "budget": cfg.budget}
+    meta = read_meta(source)
+    if (out / "meta.json").exists() and read_meta(out).get("planner_data", {}) | {"episodes": 0} != record | {"episodes": 0}:
+        raise SystemExit(f"{out} holds planner data made with other settings; use another --out")
+    write_meta(out, meta | {"episodes": n_source + args.episodes, "planner_data": record | {"episodes": args.episodes}})
+    tasks = make_tasks(cfg, env=env, env_name=spec.env)
+    start = time.perf_counter()
+    for task in tasks:
+        path = episode_path(out, n_source + task.index)
+        if is_complete(path):
+            continue
+        noise = args.noise if task.index % 2 else 0.0
+        ep = agent_episode(env, agent, task, cfg.budget, noise, np.random.default_rng(task.seed))
+        write_episode(path, ep, {"seed": task.seed, "steps": cfg.budget, "noise": noise})
+        print(f"episode {task.index + 1}/{args.episodes} seed {task.seed} noise {noise} "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+    env.close()
+    print(json.dumps(record | {"episodes": args.episodes, "seconds": round(time.perf_counter() - start, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""experiments/planner_data.py: the agent's episodes appended to a dataset, for DAgger-style fine-tuning."""
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import tiny_world_model
+from experiments.planner_data import main
+from wmplan.data import EpisodeDataset
+from wmplan.data.collect import CollectConfig, collect
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("source")
+    collect(CollectConfig(env="pusht", out=str(root), episodes=2, steps=20), progress=False)
+    return root
+
+
+def _args(checkpoint, source, out, episodes=2, seed=20_000):
+    return ["--source", str(source), "--out", str(out), "--checkpoint", str(checkpoint), "--planner", "gd",
+            "--planner-settings", '{"num_starts": 1, "iterations": 1}', "--episodes", str(episodes),
+            "--seed", str(seed), "--noise", "0.5"]
+
+
+def test_agent_episodes_follow_the_source_episodes_and_resume(tmp_path, source):
+    checkpoint, out = tmp_path / "wm.pt", tmp_path / "union"
+    tiny_world_model().save(checkpoint)
+    assert main(_args(checkpoint, source, out, episodes=1)) == 0
+    first = (out / "episodes" / "ep_000002.h5").stat().st_mtime_ns
+    assert main(_args(checkpoint, source, out, episodes=2)) == 0  # resumes: episode 2 is kept, 3 is added
+    assert (out / "episodes" / "ep_000002.h5").stat().st_mtime_ns == first
+
+    union, src = EpisodeDataset(out), EpisodeDataset(source)
+    assert len(union) == 4 and list(union.lengths()) == [20, 20, 50, 50]  # the benchmark's 50-step budget
+    np.testing.assert_array_equal(union.episode(0)["actions"], src.episode(0)["actions"])
+    with h5py.File(out / "episodes" / "ep_000002.h5") as quiet, h5py.File(out / "episodes" / "ep_000003.h5") as noisy:
+        assert (quiet.attrs["noise"], noisy.attrs["noise"]) == (0.0, 0.5)  # noise on every other episode
+        assert quiet.attrs["seed"] == 20_000 and noisy.attrs["seed"] == 20_001
+    assert np.all(np.abs(union.episode(3)["actions"]) <= 1.0)  # noisy actions stay inside the bounds
+    assert union.meta["planner_data"]["episodes"] == 2 and union.meta["episodes"] == 4
+
+
+def test_benchmark_seeds_and_changed_settings_are_refused(tmp_path, source):
+    checkpoint, out = tmp_path / "wm.pt", tmp_path / "union"
+    tiny_world_model().save(checkpoint)
+    with pytest.raises(SystemExit):
+        main(_args(checkpoint, source, out, seed=0))  # the benchmark's own tasks
+    assert main(_args(checkpoint, source, out, episodes=1)) == 0
+    with pytest.raises(SystemExit, match="other settings"):
+        main(_args(checkpoint, source, out, episodes=1)[:-1] + ["0.1"])
