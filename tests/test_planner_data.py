@@ -49,3 +49,11 @@ def test_benchmark_seeds_and_changed_settings_are_refused(tmp_path, source):
     assert main(_args(checkpoint, source, out, episodes=1)) == 0
     with pytest.raises(SystemExit, match="other settings"):
         main(_args(checkpoint, source, out, episodes=1)[:-1] + ["0.1"])
+
+
+def test_source_episodes_links_only_the_first_ones(tmp_path, source):
+    checkpoint, out = tmp_path / "wm.pt", tmp_path / "union"
+    tiny_world_model().save(checkpoint)
+    assert main(_args(checkpoint, source, out, episodes=1) + ["--source-episodes", "1"]) == 0
+    union = EpisodeDataset(out)
+    assert list(union.lengths()) == [20, 50] and union.meta["planner_data"]["source_episodes"] == 1
