@@ -11,6 +11,7 @@ by the agent's episodes. `wmplan train --init CKPT --data OUT` then fine-tunes o
         --checkpoint experiments/checkpoints/pusht/world_model.pt --planner gd \
         --planner-settings '{"num_starts": 4, "iterations": 8}' --episodes 200 --seed 20000 --noise 0.3
 
+`--describe FILE` writes how often the block moves in the source's and the agent's episodes.
 `--source-episodes N` links only the source's first N episodes, so that the agent's make up more of
 the training windows (300 agent episodes of 50 steps beside 1000 expert episodes of 100 are ~11% of
 the windows). `--noise` adds Gaussian noise (std, in action units) to the agent's actions on every other episode,
@@ -66,6 +67,22 @@ def agent_episode(env, agent, task, budget: int, noise: float, rng) -> dict:
             "states": np.stack(states)}
 
 
+def block_moves(root, moved_mm: float = 5.0, frameskip: int = 5) -> dict:
+    """How often the block moves more than `moved_mm` per `frameskip` env steps, in a planner-data set's
+    source episodes and in its agent episodes without and with action noise (push-T's state names)."""
+    ds = EpisodeDataset(root)
+    names, n_source = ds.meta["state_names"], ds.meta["planner_data"]["source_episodes"]
+    cols = [names.index("block_x"), names.index("block_y")]
+    groups = {"source": range(n_source), "agent": range(n_source, len(ds))}
+    shares = {}
+    for name, ids in groups.items():
+        for e in ids:
+            states = ds.episode(e, keys=("states",))["states"][::frameskip, cols]  # [T/fs + 1, 2]
+            key = name if name == "source" else f"agent_noise_{'on' if (e - n_source) % 2 else 'off'}"
+            shares.setdefault(key, []).extend(np.linalg.norm(np.diff(states, axis=0), axis=1) > moved_mm)
+    return {k: {"windows": len(v), "share_moved": round(float(np.mean(v)), 3)} for k, v in shares.items()}
+
+
 def main(argv=None) -> int:
     import envs
     from wmplan.bench import REPO_ROOT, build_agent, load_model, load_spec
@@ -74,7 +91,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="pusht")
-    p.add_argument("--source", required=True, help="the dataset the model was trained on")
+    p.add_argument("--source", default=None, help="the dataset the model was trained on (required unless --describe)")
     p.add_argument("--out", required=True, help="new dataset directory: the source's episodes, then the agent's")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--planner", default="gd")
@@ -85,7 +102,16 @@ def main(argv=None) -> int:
                    help="link only the source's first N episodes (0: all), so the agent's make up more of the data")
     p.add_argument("--noise", type=float, default=0.0, help="action-noise std on every other episode")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--describe", default=None, metavar="JSON",
+                   help="only write how often the block moves in --out's source and agent episodes to JSON")
     args = p.parse_args(argv)
+    if args.describe:
+        moves = block_moves(args.out)
+        Path(args.describe).write_text(json.dumps({"dataset": args.out, "moved_mm": 5.0, "frameskip": 5} | moves, indent=1) + "\n")
+        print(json.dumps(moves))
+        return 0
+    if args.source is None:
+        p.error("--source is required: the dataset the model was trained on")
     if args.seed < TRAINING_SEEDS:
         p.error(f"--seed {args.seed} overlaps benchmark or tuning tasks; use {TRAINING_SEEDS} or above")
     torch.set_num_threads(args.threads)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_world_model
-from experiments.planner_data import main
+from experiments.planner_data import block_moves, main
 from wmplan.data import EpisodeDataset
 from wmplan.data.collect import CollectConfig, collect
 
@@ -39,6 +39,10 @@ def test_agent_episodes_follow_the_source_episodes_and_resume(tmp_path, source):
         assert quiet.attrs["seed"] == 20_000 and noisy.attrs["seed"] == 20_001
     assert np.all(np.abs(union.episode(3)["actions"]) <= 1.0)  # noisy actions stay inside the bounds
     assert union.meta["planner_data"]["episodes"] == 2 and union.meta["episodes"] == 4
+
+    moves = block_moves(out)  # 5-step windows: 4 per source episode, 10 per agent episode
+    assert {k: v["windows"] for k, v in moves.items()} == {"source": 8, "agent_noise_off": 10, "agent_noise_on": 10}
+    assert all(0.0 <= v["share_moved"] <= 1.0 for v in moves.values())
 
 
 def test_benchmark_seeds_and_changed_settings_are_refused(tmp_path, source):
