@@ -71,23 +71,21 @@ def block_moves(root, moved_mm: float = 5.0, frameskip: int = 5) -> dict:
     """How often the block moves more than `moved_mm` per `frameskip` env steps, in a planner-data set's
     source episodes and in its agent episodes without and with action noise (push-T's state names)."""
     ds = EpisodeDataset(root)
-    names, n_source = ds.meta["state_names"], ds.meta["planner_data"]["source_episodes"]
-    cols = [names.index("block_x"), names.index("block_y")]
-    groups = {"source": range(n_source), "agent": range(n_source, len(ds))}
+    names, record = ds.meta["state_names"], ds.meta["planner_data"]
+    cols, n_source = [names.index("block_x"), names.index("block_y")], record["source_episodes"]
     shares = {}
-    for name, ids in groups.items():
-        for e in ids:
-            states = ds.episode(e, keys=("states",))["states"][::frameskip, cols]  # [T/fs + 1, 2]
-            key = name if name == "source" else f"agent_noise_{'on' if (e - n_source) % 2 else 'off'}"
-            shares.setdefault(key, []).extend(np.linalg.norm(np.diff(states, axis=0), axis=1) > moved_mm)
+    for e in range(len(ds)):
+        states = ds.episode(e, keys=("states",))["states"][::frameskip, cols]  # [T/fs + 1, 2]
+        if e < n_source:
+            key = "source"
+        else:  # noise on every other agent episode, as main() runs them
+            key = f"agent_noise_{'on' if (e - n_source) % 2 else 'off'}" if record["noise"] else "agent"
+        shares.setdefault(key, []).extend(np.linalg.norm(np.diff(states, axis=0), axis=1) > moved_mm)
     return {k: {"windows": len(v), "share_moved": round(float(np.mean(v)), 3)} for k, v in shares.items()}
 
 
 def main(argv=None) -> int:
-    import envs
-    from wmplan.bench import REPO_ROOT, build_agent, load_model, load_spec
     from wmplan.cli_commands.bench import planner_settings
-    from wmplan.evaluate import make_tasks
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="pusht")
@@ -114,6 +112,15 @@ def main(argv=None) -> int:
         p.error("--source is required: the dataset the model was trained on")
     if args.seed < TRAINING_SEEDS:
         p.error(f"--seed {args.seed} overlaps benchmark or tuning tasks; use {TRAINING_SEEDS} or above")
+    return collect_agent_episodes(args)
+
+
+def collect_agent_episodes(args) -> int:
+    """Link the source episodes into `args.out`, then run and write the agent's missing episodes."""
+    import envs
+    from wmplan.bench import REPO_ROOT, build_agent, load_model, load_spec
+    from wmplan.evaluate import make_tasks
+
     torch.set_num_threads(args.threads)
     source, out = Path(args.source), Path(args.out)
     spec = load_spec(args.env)
