@@ -48,23 +48,18 @@ def link_source(source: Path, out: Path, n: int) -> None:
 
 def agent_episode(env, agent, task, budget: int, noise: float, rng) -> dict:
     """One task driven by the agent for `budget` env steps; arrays in the dataset's episode layout."""
+    from wmplan.data.collect import record_steps
     from wmplan.evaluate import reset_to_task
 
     obs, _, goal = reset_to_task(env, task)
     agent.reset()
     low, high = env.action_space.low, env.action_space.high
-    frames, proprio, states, actions = [obs["pixels"]], [obs["proprio"]], [env.get_state()], []
-    for _ in range(budget):
+
+    def act(obs):
         action = agent.act(obs, goal)
-        if noise > 0:
-            action = np.clip(action + rng.normal(0.0, noise, size=action.shape), low, high).astype(np.float32)
-        obs, *_ = env.step(action)
-        actions.append(np.asarray(action, dtype=np.float32))
-        frames.append(obs["pixels"])
-        proprio.append(obs["proprio"])
-        states.append(env.get_state())
-    return {"pixels": np.stack(frames), "proprio": np.stack(proprio), "actions": np.stack(actions),
-            "states": np.stack(states)}
+        return np.clip(action + rng.normal(0.0, noise, size=action.shape), low, high) if noise > 0 else action
+
+    return record_steps(env, obs, act, budget)
 
 
 def block_moves(root, moved_mm: float = 5.0, frameskip: int = 5) -> dict:

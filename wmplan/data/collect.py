@@ -80,16 +80,22 @@ def rollout_episode(cfg: CollectConfig, env, index: int) -> dict:
     obs, _ = env.reset(seed=seed)
     policy = _make_policy(cfg, env, seed)
     policy.reset()
+    return record_steps(env, obs, lambda _obs: policy.act(), steps) | {"seed": seed}
+
+
+def record_steps(env, obs: dict, act, steps: int) -> dict:
+    """Step `env` from `obs` with `act(obs) -> action` for `steps` steps; the episode's arrays
+    (pixels and proprio of every observation, env states, the actions taken)."""
     frames, proprio, states, actions = [obs["pixels"]], [obs["proprio"]], [env.get_state()], []
     for _ in range(steps):
-        action = np.asarray(policy.act(), dtype=np.float32)
+        action = np.asarray(act(obs), dtype=np.float32)
         obs, _, _, _, _ = env.step(action)
         actions.append(action)
         frames.append(obs["pixels"])
         proprio.append(obs["proprio"])
         states.append(env.get_state())
     return {"pixels": np.stack(frames), "proprio": np.stack(proprio), "actions": np.stack(actions),
-            "states": np.stack(states), "seed": seed}
+            "states": np.stack(states)}
 
 
 def _worker(args):
