@@ -41,6 +41,7 @@ from wmplan.bench import save_gif
 from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.decoder import load_decoder
 from wmplan.encoders import ViTEncoder, load_encoder
+from wmplan.encoders.projection import projection_from_tokens
 from wmplan.probe import ATTENTIVE_PROBE as ATTENTIVE
 from wmplan.probe import Probe, ProbeConfig, fit_probe, ridge_path_r2, state_targets
 from wmplan.world_model import WorldModel
@@ -54,6 +55,16 @@ def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tenso
 
 
 RIDGES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per-sample L2 penalties for the linear probe (1e-3, once the smallest, often won)
+
+
+def _random_like(encoder: ViTEncoder, frames: np.ndarray) -> ViTEncoder:
+    """A randomly initialised ViT of the encoder's shape; for a projected encoder, projected onto the principal
+    components of its own tokens of `frames` (the probes' training frames), as the encoder was on its own."""
+    config = encoder.config
+    random_vit = ViTEncoder(replace(config, project_dim=0), seed=123).freeze()
+    if not config.project_dim:
+        return random_vit
+    return projection_from_tokens(random_vit, _encode_visual(random_vit, frames), config.project_dim)[0]
 
 
 def encoder_probes(encoder, train: tuple, val: tuple, names, attentive: ProbeConfig = ATTENTIVE) -> tuple[dict, Probe]:
@@ -313,7 +324,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     train_ids = train_ids[: args.train_episodes] if args.train_episodes else train_ids
     train, val = _frames(ds, train_ids, args.frames_per_episode, rng), _frames(ds, val_ids, args.frames_per_episode, rng)
-    random_vit = ViTEncoder(encoder.config, seed=123).freeze()
+    random_vit = _random_like(encoder, train[0])
     config = replace(ATTENTIVE, steps=args.attentive_steps)
     pretrained, attentive = encoder_probes(encoder, train, val, TARGETS, config)
     random_init, _ = encoder_probes(random_vit, train, val, TARGETS, config)

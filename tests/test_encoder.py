@@ -219,12 +219,12 @@ def test_input_blur_is_a_normalised_low_pass_set_at_load_and_part_of_the_hash(tm
         ViTConfig(input_blur=-1.0)
 
 
-def test_an_unset_input_blur_leaves_existing_encoder_hashes_unchanged():
+def test_unset_input_blur_and_projection_leave_existing_encoder_hashes_unchanged():
     import hashlib, json
     from dataclasses import asdict
 
     enc = ViTEncoder(ViTConfig(image_size=16, patch_size=8, embed_dim=8, depth=1, num_heads=2), seed=0)
-    config = {k: v for k, v in asdict(enc.config).items() if k != "input_blur"}  # the config as hashed before
+    config = {k: v for k, v in asdict(enc.config).items() if k not in ("input_blur", "project_dim")}  # as hashed before
     h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(enc.state_dict().items()):
         h.update(name.encode()), h.update(tensor.float().numpy().tobytes())

@@ -54,6 +54,9 @@ PREDICTOR_CONFIGS: dict[str, PredictorConfig] = {
     "pusht": PredictorConfig(history=2, frameskip=5, width=64, depth=2, num_heads=4, mlp_ratio=2.0),
     # ~4x the cost; for GPU training / quality comparisons.
     "pusht-large": PredictorConfig(history=3, frameskip=5, width=128, depth=4, num_heads=4, mlp_ratio=2.0),
+    # One projected token per frame (`wmplan fit-projection`, 64 features + proprio): the transformer acts as a
+    # wide MLP over the history, ~6 MFLOP per candidate-step.
+    "pusht-projected": PredictorConfig(history=2, frameskip=5, width=256, depth=4, num_heads=4, mlp_ratio=4.0),
     "pusht-adaln": PredictorConfig(history=2, frameskip=5, width=64, depth=2, num_heads=4, conditioning="adaln"),
     # Point mass at 20 Hz: a planned step is 5 env steps (0.25 s), as in DINO-WM's PointMaze.
     "maze": PredictorConfig(history=2, frameskip=5, width=64, depth=2, num_heads=4, mlp_ratio=2.0),

@@ -62,10 +62,10 @@ class WorldModel(nn.Module):
         self.env, self.image_size, self.action_dim = env, int(image_size), int(action_dim)
         self.register_buffer("proprio_mean", mean)
         self.register_buffer("proprio_std", std.clamp_min(1e-6))
-        if predictor.latent_dim != encoder.config.embed_dim + self.proprio_dim or predictor.action_dim != action_dim:
+        if predictor.latent_dim != encoder.config.out_dim + self.proprio_dim or predictor.action_dim != action_dim:
             raise ValueError(
                 f"predictor expects D={predictor.latent_dim}, A={predictor.action_dim}; encoder gives "
-                f"{encoder.config.embed_dim} + proprio {self.proprio_dim}, env action dim {action_dim}"
+                f"{encoder.config.out_dim} + proprio {self.proprio_dim}, env action dim {action_dim}"
             )
         self.to(device)
 
@@ -85,7 +85,7 @@ class WorldModel(nn.Module):
     @property
     def visual_dim(self) -> int:
         """The first `visual_dim` entries of D are visual features, the rest the normalised proprio."""
-        return self.encoder.config.embed_dim
+        return self.encoder.config.out_dim
 
     @property
     def latent_shape(self) -> tuple[int, int]:

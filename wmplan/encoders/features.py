@@ -57,12 +57,22 @@ def cache_features(dataset, encoder: ViTEncoder, batch_size: int = 256, device: 
     if _is_valid(path, digest, len(dataset)):
         return path
     encoder = encoder.to(device).freeze()
+
+    def tokens(i: int) -> np.ndarray:
+        return encode_frames(encoder, dataset.episode(i, keys=("pixels",))["pixels"], batch_size)  # [T+1, N, D_v]
+
+    return write_cache(dataset, encoder, tokens, dtype, progress)
+
+
+def write_cache(dataset, encoder: ViTEncoder, tokens, dtype: str = "float16", progress: bool = False) -> Path:
+    """Write `encoder`'s cache for `dataset` atomically from `tokens(i)` -> `[T+1, N, D_v]` per episode."""
+    digest = encoder_hash(encoder)
+    path = cache_path(dataset.root, digest)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as f:
             for i in tqdm(range(len(dataset)), desc="encoding frames", unit="ep", disable=not progress):
-                pixels = dataset.episode(i, keys=("pixels",))["pixels"]  # [T+1, H, W, 3]
-                f.create_dataset(f"ep_{i:06d}", data=encode_frames(encoder, pixels, batch_size).astype(dtype))
+                f.create_dataset(f"ep_{i:06d}", data=np.asarray(tokens(i)).astype(dtype))
             f.attrs["encoder_hash"] = digest
             f.attrs["n_episodes"] = len(dataset)
         os.replace(tmp, path)

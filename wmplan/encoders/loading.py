@@ -23,7 +23,7 @@ _HEADS_BY_DIM = {384: 6, 768: 12, 1024: 16, 1536: 24}
 
 def encoder_hash(encoder: ViTEncoder) -> str:
     """SHA-256 of the encoder's config and weights: a feature cache is valid only for this hash."""
-    config = omit_later_defaults(asdict(encoder.config), {"input_blur": 0.0})  # hashes made before it stay valid
+    config = omit_later_defaults(asdict(encoder.config), {"input_blur": 0.0, "project_dim": 0})  # hashes made before them stay valid
     h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
         h.update(name.encode())
@@ -55,10 +55,10 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu", image_size: int |
     """
     obj = load_checkpoint(path)
     if obj.get("kind") == ENCODER_KIND:
-        config = with_overrides(ViTConfig(**obj["config"]), pool_grid=pool_grid, input_blur=input_blur)
+        config = _overridden(ViTConfig(**obj["config"]), path, pool_grid=pool_grid, input_blur=input_blur)
         return _build(config, obj["state_dict"], device, path)
     if "encoder_state" in obj and "encoder_config" in obj:  # a world model: reuse its frozen encoder
-        config = with_overrides(ViTConfig(**obj["encoder_config"]), pool_grid=pool_grid, input_blur=input_blur)
+        config = _overridden(ViTConfig(**obj["encoder_config"]), path, pool_grid=pool_grid, input_blur=input_blur)
         return _build(config, obj["encoder_state"], device, path)
     if "pos_embed" in obj or "model" in obj or "teacher" in obj:
         encoder = load_dinov2(path, image_size=image_size or 224, pool_grid=pool_grid or 0, device=device,
@@ -156,6 +156,16 @@ def _build(config: ViTConfig, state: dict, device: str, source) -> ViTEncoder:
     except RuntimeError as err:
         raise CheckpointError(f"{source}: weights do not match the ViT layout: {str(err)[:400]}") from None
     return encoder.to(device).freeze()
+
+
+def _overridden(config: ViTConfig, path, **overrides) -> ViTConfig:
+    """`with_overrides`, refusing to change the grid or blur under a fitted projection (it was fitted on them)."""
+    new = with_overrides(config, **overrides)
+    if config.project_dim and (new.pool_grid, new.input_blur) != (config.pool_grid, config.input_blur):
+        raise CheckpointError(f"{path} projects its tokens (project_dim={config.project_dim}), fitted on pool grid "
+                              f"{config.pool_grid} and input blur {config.input_blur}; leave --pool-grid and --input-blur "
+                              "unset, or fit a new projection (`wmplan fit-projection`) on the grid you want")
+    return new
 
 
 def with_overrides(config: ViTConfig, **overrides) -> ViTConfig:

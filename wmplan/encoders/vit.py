@@ -7,7 +7,9 @@ Darcet et al. 2023, "Vision Transformers Need Registers". Keeping DINOv2's key l
 official `dinov2_vits14` state dict loads with `load_state_dict(strict=True)`.
 
 The latent of a frame is its patch tokens after the final norm, optionally average-pooled to a
-coarser grid (`pool_grid`) so that the predictor attends over few tokens.
+coarser grid (`pool_grid`) so that the predictor attends over few tokens, and optionally projected by a
+frozen linear map (`project_dim`: principal components of the flattened tokens, fitted on a dataset's
+frames by `wmplan.encoders.projection`) to one compact token.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class ViTConfig:
     # aliased: a 1-px shift of push-T's pusher changes its 8x8 patch's tokens more than its own move
     # does, so the tokens are neither linearly readable nor predictable; sigma 1.5 removes that.
     input_blur: float = 0.0
+    # >0: the frame's (pooled) tokens, flattened, are projected to one token of this many features by a
+    # frozen linear map stored in the encoder's buffers (`proj_mean`, `proj_components`; PCA, see
+    # `wmplan.encoders.projection`). A small dense latent lets an MLP-like predictor learn contact.
+    project_dim: int = 0
 
     def __post_init__(self):
         if self.input_blur < 0:
@@ -56,6 +62,8 @@ class ViTConfig:
             raise ValueError(f"pool_grid must be in [0, {self.grid}] (the patch grid), got {self.pool_grid}")
         if self.pool_grid and self.grid % self.pool_grid:
             raise ValueError(f"pool_grid {self.pool_grid} must divide the patch grid {self.grid}")
+        if self.project_dim < 0:
+            raise ValueError(f"project_dim must be >= 0 (0: no projection), got {self.project_dim}")
 
     @property
     def grid(self) -> int:
@@ -63,10 +71,20 @@ class ViTConfig:
         return self.image_size // self.patch_size
 
     @property
-    def tokens_per_frame(self) -> int:
-        """Number of latent tokens N of one frame (after pooling)."""
+    def patch_tokens(self) -> int:
+        """Tokens of one frame after pooling, before any projection."""
         side = self.pool_grid or self.grid
         return side * side
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """Number of latent tokens N of one frame (after pooling and projection)."""
+        return 1 if self.project_dim else self.patch_tokens
+
+    @property
+    def out_dim(self) -> int:
+        """Features per latent token D_v: `project_dim` when projected, else `embed_dim`."""
+        return self.project_dim or self.embed_dim
 
 
 VIT_CONFIGS: dict[str, ViTConfig] = {
@@ -164,6 +182,9 @@ class ViTEncoder(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, dim))
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
+        if config.project_dim:  # filled by `wmplan.encoders.projection.fit_projection`
+            self.register_buffer("proj_mean", torch.zeros(config.patch_tokens * dim))
+            self.register_buffer("proj_components", torch.zeros(config.patch_tokens * dim, config.project_dim))
         self._init_weights(generator)
 
     def _init_weights(self, generator: torch.Generator) -> None:
@@ -222,8 +243,15 @@ class ViTEncoder(nn.Module):
             images: normalised images `[B, 3, H, W]`.
 
         Returns:
-            `[B, N, D]`, N = tokens per frame.
+            `[B, N, D_v]`, N = tokens per frame (1 when projected), D_v = `config.out_dim`.
         """
+        tokens = self.patch_features(images)  # [B, N', D]
+        if not self.config.project_dim:
+            return tokens
+        return self.project(tokens)
+
+    def patch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch tokens pooled to `pool_grid`, before any projection: `[B, 3, H, W]` -> `[B, N', D]`."""
         B, _, H, W = images.shape
         p = self.config.patch_size
         tokens = self.forward_tokens(images)[:, 1 + self.config.num_register_tokens :]  # [B, P, D]
@@ -231,7 +259,11 @@ class ViTEncoder(nn.Module):
             return tokens
         grid = tokens.transpose(1, 2).reshape(B, -1, H // p, W // p)  # [B, D, gh, gw]
         pooled = F.adaptive_avg_pool2d(grid, self.config.pool_grid)
-        return pooled.flatten(2).transpose(1, 2)  # [B, N, D]
+        return pooled.flatten(2).transpose(1, 2)  # [B, N', D]
+
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The frozen projection: pooled tokens `[B, N', D]` -> one token `[B, 1, project_dim]`."""
+        return ((tokens.flatten(1) - self.proj_mean) @ self.proj_components)[:, None]
 
     def encode_pixels(self, pixels) -> torch.Tensor:
         """uint8 frames `[B, H, W, 3]` (numpy or tensor) -> tokens `[B, N, D]`."""

@@ -1,0 +1,103 @@
+"""A frozen linear projection of a frame's patch tokens to one compact token (PCA).
+
+DINO-WM plans on every patch token. A small predictor on 64 tokens of 128 features does not learn
+push-T's contacts on a CPU budget, while an MLP on the principal components of the same frozen
+features does (`experiments/results/pusht_projection/`). The projection keeps the latent in the
+encoder's representation space: it is fitted once on a dataset's training frames, then frozen with
+the encoder, so the predictor's target cannot collapse, and the L2 goal energy on it is the energy
+on the full tokens restricted to their `dim` directions of largest variance.
+
+    tokens [M, N', D] --flatten, minus mean--> [M, N'*D] --@ components [N'*D, K]--> z [M, 1, K]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from wmplan.encoders.features import cache_features, cache_path, load_features, write_cache
+from wmplan.encoders.loading import encoder_hash
+from wmplan.encoders.vit import ViTEncoder
+
+__all__ = ["fit_projection", "project_cache", "projection_from_tokens"]
+
+
+def fit_projection(encoder: ViTEncoder, dataset, dim: int, episodes, max_frames: int = 20_000, seed: int = 0,
+                   device: str = "cpu", progress: bool = True) -> tuple[ViTEncoder, dict]:
+    """A copy of `encoder` that projects its tokens onto their top `dim` principal components.
+
+    Args:
+        encoder: the frozen encoder, unprojected (its pool grid and input blur are kept).
+        dataset: an `EpisodeDataset`; its features are cached (or the cache reused) for the fit.
+        dim: K, features of the projected token.
+        episodes: indices of the episodes to fit on (the training split: keep validation unseen).
+        max_frames: at most this many frames, drawn at random from those episodes.
+        seed: seeds the frame draw and the randomised SVD.
+        device, progress: for encoding the frames when no cache exists.
+
+    Returns:
+        (projected encoder, info: frames used, explained variance of the K components on them).
+    """
+    _check(encoder, dim)
+    episodes = np.asarray(episodes, dtype=int)
+    if not len(episodes):
+        raise ValueError("no episodes to fit the projection on")
+    path = cache_features(dataset, encoder, device=device, progress=progress)
+    x = _frames(load_features(path, encoder, episodes), max_frames, seed)  # [M, N'*D]
+    projected, explained = projection_from_tokens(encoder, x, dim, seed)
+    info = {"dim": dim, "frames": len(x), "episodes": len(episodes), "explained_variance": round(explained, 4),
+            "source_encoder_hash": encoder_hash(encoder)}
+    return projected, info
+
+
+def projection_from_tokens(encoder: ViTEncoder, tokens, dim: int, seed: int = 0) -> tuple[ViTEncoder, float]:
+    """`encoder` projected onto the top `dim` principal components of its `tokens` (`[M, N', D]` or flattened
+    `[M, N'*D]`): (projected encoder, share of the variance the components keep)."""
+    _check(encoder, dim)
+    x = torch.as_tensor(tokens, dtype=torch.float32).cpu().flatten(1)  # [M, N'*D]
+    mean = x.mean(0)
+    components, explained = _principal_components(x - mean, dim, seed)
+    projected = ViTEncoder(dataclasses.replace(encoder.config, project_dim=dim))
+    projected.load_state_dict(encoder.state_dict() | {"proj_mean": mean, "proj_components": components})
+    return projected.to(encoder.pos_embed.device).freeze(), explained
+
+
+def _check(encoder: ViTEncoder, dim: int) -> None:
+    if encoder.config.project_dim:
+        raise ValueError("this encoder is already projected; fit the projection on the unprojected encoder")
+    flat_dim = encoder.config.patch_tokens * encoder.config.embed_dim
+    if not 1 <= dim <= flat_dim:
+        raise ValueError(f"dim must be in [1, {flat_dim}] (tokens x features), got {dim}")
+
+
+def _frames(features: list[np.ndarray], max_frames: int, seed: int) -> torch.Tensor:
+    x = np.concatenate([f.reshape(len(f), -1) for f in features])  # [M_all, N'*D]
+    if len(x) > max_frames:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_frames, replace=False))]
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _principal_components(x: torch.Tensor, dim: int, seed: int) -> tuple[torch.Tensor, float]:
+    """Top-`dim` right singular vectors of centred `x [M, F]` -> (`[F, dim]`, their share of the variance)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        q = min(dim + 16, *x.shape)
+        _, s, v = torch.svd_lowrank(x, q=q, niter=4)
+    components = v[:, :dim].contiguous()
+    # fix each component's sign (largest entry positive) so that refits give the same latents
+    signs = torch.sign(components.gather(0, components.abs().argmax(0, keepdim=True)))
+    explained = float((s[:dim] ** 2).sum() / (x**2).sum())
+    return components * signs, explained
+
+
+def project_cache(dataset, encoder: ViTEncoder, projected: ViTEncoder) -> None:
+    """Write `projected`'s feature cache from `encoder`'s, without re-encoding a frame."""
+    source = load_features(cache_path(dataset.root, encoder), encoder)
+
+    def tokens(i: int) -> np.ndarray:
+        with torch.inference_mode():
+            return projected.project(torch.from_numpy(source[i])).numpy()  # [T+1, 1, K]
+
+    write_cache(dataset, projected, tokens)
