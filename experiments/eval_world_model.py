@@ -243,7 +243,8 @@ def action_use(predict, z: torch.Tensor, actions: torch.Tensor, target: torch.Te
         changed: the visual MSE is split into the `changed` tokens per window whose real latent changes
             most (where the agent or the block moved) and the others.
 
-    Returns MSEs per feature, `{"visual_changed": {...}, "visual_other": {...}, "proprio": {...}}`, each
+    Returns MSEs per feature, `{"visual_changed": {...}, "visual_other": {...}, "proprio": {...}}` (no
+    "visual_other" when a frame has at most `changed` tokens), each
     with `predicted`, `copy_last` and `shuffled_actions`. A predictor that reads its actions has
     `predicted` well below `shuffled_actions`; one that ignores them has the two equal.
     """
@@ -254,6 +255,8 @@ def action_use(predict, z: torch.Tensor, actions: torch.Tensor, target: torch.Te
     parts = {"visual_changed": order[:, :changed], "visual_other": order[:, changed:]}
     out = {}
     for part, tokens in parts.items():
+        if not tokens.shape[1]:  # fewer tokens than `changed` (e.g. one projected token): no "other" part
+            continue
         err = {k: ((p - target)[..., :visual_dim] ** 2).mean(-1).gather(1, tokens) for k, p in preds.items()}
         out[part] = {k: round(float(e.mean()), 6) for k, e in err.items()}
     if target.shape[-1] > visual_dim:

@@ -216,6 +216,8 @@ def test_action_use_tells_a_predictor_that_reads_its_actions_from_one_that_ignor
     assert used["visual_other"]["copy_last"] == 0.0
     ignored = action_use(ignores, z, actions, target, Dv, changed=2)
     assert ignored["visual_changed"]["predicted"] == ignored["visual_changed"]["shuffled_actions"] > 0.5
+    one_token = action_use(reads, z[:, :, :1], actions, target[:, :1], Dv, changed=4)  # a projected latent
+    assert "visual_other" not in one_token and one_token["visual_changed"]["predicted"] < 1e-9
 
 
 def test_prediction_errors_reports_each_horizon_in_env_steps(tmp_path):

@@ -1,0 +1,136 @@
+"""How learnable is push-T's dynamics from a dataset, in true state? A ceiling for the world model.
+
+    python -m experiments.state_dynamics --data data/pusht_5k --train-episodes 1000 --out experiments/results/pusht_projection/state_dynamics_1000.json
+
+An MLP on the simulator's state (agent xy, block xy, sin/cos of the block angle, agent velocity) and
+one planned step's actions (frameskip env actions) predicts the state a planned step later; it is
+rolled out 1, 5 and 10 steps on held-out episodes (the dataset's last `--held-out`, whatever the
+number of training episodes, so that runs on more data are compared on the same episodes). If this
+MLP, with the block's pose handed to it, predicts the block well from N episodes, the data suffices
+and what a latent world model misses is in its representation or its predictor; how its error falls
+with N says what more data buys. A benchmark, not a test: it writes JSON, never a README number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from wmplan.data import EpisodeDataset
+
+FRAMESKIP = 5
+STEPS_AHEAD = (1, 5, 10)
+MOVED_MM = 5.0  # a window whose block moves more than this in its first step counts as a push
+
+
+def features(states: np.ndarray) -> np.ndarray:
+    """Push-T states `[..., 10]` -> agent xy, block xy, sin, cos of the block angle, agent velocity `[..., 8]`."""
+    return np.concatenate([states[..., :4], np.sin(states[..., 4:5]), np.cos(states[..., 4:5]), states[..., 5:7]], -1)
+
+
+def windows(episodes: list[tuple[np.ndarray, np.ndarray]], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every window of `steps` planned steps: states `[W, steps+1, 8]`, actions `[W, steps, 5*A]`."""
+    x, a = [], []
+    for states, actions in episodes:
+        for t in range(len(actions) - FRAMESKIP * steps + 1):
+            x.append(features(states[t : t + FRAMESKIP * steps + 1 : FRAMESKIP]))
+            a.append(actions[t : t + FRAMESKIP * steps].reshape(steps, -1))
+    return torch.tensor(np.array(x), dtype=torch.float32), torch.tensor(np.array(a), dtype=torch.float32)
+
+
+class StateModel(nn.Module):
+    """Residual MLP: state and one step's actions -> the next state, in standardised units."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, action_dim: int, width: int = 512):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        d = len(mean)
+        self.net = nn.Sequential(nn.Linear(d + action_dim, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
+                                 nn.Linear(width, width), nn.GELU(), nn.Linear(width, d))
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return x + self.net(torch.cat([(x - self.mean) / self.std, a], -1)) * self.std
+
+
+def fit(x: torch.Tensor, a: torch.Tensor, steps: int, seed: int) -> StateModel:
+    torch.manual_seed(seed)
+    flat = x.reshape(-1, x.shape[-1])
+    model = StateModel(flat.mean(0), flat.std(0) + 1e-6, a.shape[-1])
+    opt = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(len(x), (256,), generator=gen)
+        loss = (((model(x[idx, 0], a[idx, 0]) - x[idx, 1]) / model.std) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model
+
+
+def angle_deg(q: torch.Tensor) -> torch.Tensor:
+    return torch.rad2deg(torch.atan2(q[:, 4], q[:, 5]))
+
+
+def errors(model: StateModel, x: torch.Tensor, a: torch.Tensor) -> dict:
+    """Median block position (mm) and angle (deg) errors of open-loop rollouts, beside a block left where it was."""
+    out, moved = {}, (x[:, 1, 2:4] - x[:, 0, 2:4]).norm(dim=-1) > MOVED_MM
+    with torch.no_grad():
+        pred = x[:, 0]
+        for k in range(max(STEPS_AHEAD)):
+            pred = model(pred, a[:, k])
+            if k + 1 not in STEPS_AHEAD:
+                continue
+            true = x[:, k + 1]
+            pos = (pred[:, 2:4] - true[:, 2:4]).norm(dim=-1)
+            ang = (angle_deg(pred) - angle_deg(true)).remainder(360)
+            out[f"{k + 1}_steps"] = {
+                "env_steps": (k + 1) * FRAMESKIP,
+                "block_pos_mm_median": round(float(pos.median()), 2),
+                "block_angle_deg_median": round(float(torch.minimum(ang, 360 - ang).median()), 2),
+                "block_pos_mm_median_pushed_windows": round(float(pos[moved].median()), 2),
+                "no_change_baseline_block_pos_mm_median": round(float((x[:, 0, 2:4] - true[:, 2:4]).norm(dim=-1).median()), 2),
+            }
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="a push-T dataset (wmplan collect)")
+    p.add_argument("--train-episodes", type=int, default=0, help="train on the first N episodes (0: all but the held-out ones)")
+    p.add_argument("--held-out", type=int, default=500, help="the dataset's last M episodes are the test set")
+    p.add_argument("--steps", type=int, default=10_000, help="AdamW steps (batch 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    ds = EpisodeDataset(args.data)
+    if ds.meta.get("env") != "pusht":
+        p.error(f"{args.data} holds {ds.meta.get('env')!r} episodes; this check reads push-T's state layout")
+    n_test = args.held_out
+    n_train = args.train_episodes or len(ds) - n_test
+    if not 0 < n_test < len(ds) or not 0 < n_train <= len(ds) - n_test:
+        p.error(f"{len(ds)} episodes cannot give {n_train} training and {n_test} held-out ones")
+    load = lambda ids: [(e["states"], e["actions"]) for e in (ds.episode(i, keys=("states", "actions")) for i in ids)]
+    model = fit(*windows(load(range(n_train)), 1), args.steps, args.seed)
+    test = load(range(len(ds) - n_test, len(ds)))
+    result = {"data": args.data, "train_episodes": n_train, "held_out_episodes": n_test, "steps": args.steps,
+              "frameskip": FRAMESKIP, "threads": torch.get_num_threads(),
+              "prediction": errors(model, *windows(test, max(STEPS_AHEAD)))}
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
