@@ -44,6 +44,7 @@ from wmplan.encoders import ViTEncoder, load_encoder
 from wmplan.encoders.projection import projection_from_tokens
 from wmplan.probe import ATTENTIVE_PROBE as ATTENTIVE
 from wmplan.probe import Probe, ProbeConfig, fit_probe, ridge_path_r2, state_targets
+from wmplan.results import write_json
 from wmplan.world_model import WorldModel
 
 TARGETS = ("agent_x", "agent_y", "block_x", "block_y", "sin(block_theta)", "cos(block_theta)")
@@ -346,10 +347,7 @@ def main(argv=None) -> int:
             result["decoded_block_angle_error_deg"] = decoded_angle_errors(wm, ds, val_ids)
     result["seconds"] = round(time.perf_counter() - start, 1)
     default = "pusht_encoder_probe.json" if args.encoder else "pusht_world_model.json"
-    args.out = args.out or f"experiments/results/{default}"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_json(args.out or f"experiments/results/{default}", result)
     return 0
 
 

@@ -14,15 +14,14 @@ with N says what more data buys. A benchmark, not a test: it writes JSON, never 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from wmplan.data import EpisodeDataset
+from wmplan.results import write_json
 
 FRAMESKIP = 5
 STEPS_AHEAD = (1, 5, 10)
@@ -126,9 +125,7 @@ def main(argv=None) -> int:
               "frameskip": FRAMESKIP, "threads": torch.get_num_threads(),
               "prediction": errors(model, *windows(test, max(STEPS_AHEAD)))}
     result["seconds"] = round(time.perf_counter() - start, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_json(args.out, result)
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["wilson_interval", "summarize", "hardware", "markdown_table", "write_results", "results_markdown"]
+__all__ = ["wilson_interval", "summarize", "hardware", "markdown_table", "write_results", "results_markdown", "write_json"]
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -110,6 +110,13 @@ def write_results(out_dir, summary: dict, records: list[dict]) -> None:
 
 
 STALE_MARK = " (old checkpoint)"
+
+
+def write_json(path, result: dict) -> None:
+    """Write an experiment's result as indented JSON (parents made) and print it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
 
 
 def stale_mark(env: str, sha1, checkpoints: dict[str, str] | None) -> str:
