@@ -45,10 +45,11 @@ def fit_projection(encoder: ViTEncoder, dataset, dim: int, episodes, max_frames:
     if not len(episodes):
         raise ValueError("no episodes to fit the projection on")
     path = cache_features(dataset, encoder, device=device, progress=progress)
-    x = _frames(path, encoder, episodes, dataset.lengths(), max_frames, seed)  # [M, N'*D]
+    digest = encoder_hash(encoder)  # once: load_features would hash the weights again for every episode
+    x = _frames(path, digest, episodes, dataset.lengths(), max_frames, seed)  # [M, N'*D]
     projected, explained = projection_from_tokens(encoder, x, dim, seed)
     info = {"dim": dim, "frames": len(x), "episodes": len(episodes), "explained_variance": round(explained, 4),
-            "source_encoder_hash": encoder_hash(encoder)}
+            "source_encoder_hash": digest}
     return projected, info
 
 
@@ -72,7 +73,7 @@ def _check(encoder: ViTEncoder, dim: int) -> None:
         raise ValueError(f"dim must be in [1, {flat_dim}] (tokens x features), got {dim}")
 
 
-def _frames(path, encoder, episodes: np.ndarray, lengths, max_frames: int, seed: int) -> torch.Tensor:
+def _frames(path, digest: str, episodes: np.ndarray, lengths, max_frames: int, seed: int) -> torch.Tensor:
     """At most `max_frames` frames drawn at random from the cached `episodes`, read one episode at a time
     (a large dataset's tokens do not fit in memory at once): `[M, N'*D]`."""
     sizes = np.asarray(lengths)[episodes] + 1  # frames per episode
@@ -83,7 +84,7 @@ def _frames(path, encoder, episodes: np.ndarray, lengths, max_frames: int, seed:
     for k, e in enumerate(episodes):
         local = pick[(pick >= starts[k]) & (pick < starts[k + 1])] - starts[k]
         if len(local):
-            f = load_features(path, encoder, [int(e)])[0]  # [T+1, N', D]
+            f = load_features(path, digest, [int(e)])[0]  # [T+1, N', D]
             rows.append(f[local].reshape(len(local), -1))
     return torch.from_numpy(np.ascontiguousarray(np.concatenate(rows), dtype=np.float32))
 
@@ -103,10 +104,11 @@ def _principal_components(x: torch.Tensor, dim: int, seed: int) -> tuple[torch.T
 
 def project_cache(dataset, encoder: ViTEncoder, projected: ViTEncoder) -> None:
     """Write `projected`'s feature cache from `encoder`'s, without re-encoding a frame."""
-    source = cache_path(dataset.root, encoder)
+    digest = encoder_hash(encoder)  # once: hashing the weights per episode would cost more than reading it
+    source = cache_path(dataset.root, digest)
 
     def tokens(i: int) -> np.ndarray:  # one episode at a time: a large dataset's tokens do not fit in memory
         with torch.inference_mode():
-            return projected.project(torch.from_numpy(load_features(source, encoder, [i])[0])).numpy()  # [T+1, 1, K]
+            return projected.project(torch.from_numpy(load_features(source, digest, [i])[0])).numpy()  # [T+1, 1, K]
 
     write_cache(dataset, projected, tokens)
