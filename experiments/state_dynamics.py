@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from wmplan.data import EpisodeDataset
+from wmplan.probe import state_targets
 from wmplan.results import write_json
 
 FRAMESKIP = 5
@@ -28,17 +29,16 @@ STEPS_AHEAD = (1, 5, 10)
 MOVED_MM = 5.0  # a window whose block moves more than this in its first step counts as a push
 
 
-def features(states: np.ndarray) -> np.ndarray:
-    """Push-T states `[..., 10]` -> agent xy, block xy, sin, cos of the block angle, agent velocity `[..., 8]`."""
-    return np.concatenate([states[..., :4], np.sin(states[..., 4:5]), np.cos(states[..., 4:5]), states[..., 5:7]], -1)
+# the model's state, by the dataset's state names; `errors` reads the block at 2:4 and sin, cos at 4, 5
+FEATURES = ("agent_x", "agent_y", "block_x", "block_y", "sin(block_theta)", "cos(block_theta)", "d_agent_x", "d_agent_y")
 
 
 def windows(episodes: list[tuple[np.ndarray, np.ndarray]], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every window of `steps` planned steps: states `[W, steps+1, 8]`, actions `[W, steps, 5*A]`."""
+    """Every window of `steps` planned steps: `FEATURES` `[W, steps+1, 8]`, actions `[W, steps, 5*A]`."""
     x, a = [], []
     for states, actions in episodes:
         for t in range(len(actions) - FRAMESKIP * steps + 1):
-            x.append(features(states[t : t + FRAMESKIP * steps + 1 : FRAMESKIP]))
+            x.append(states[t : t + FRAMESKIP * steps + 1 : FRAMESKIP])
             a.append(actions[t : t + FRAMESKIP * steps].reshape(steps, -1))
     return torch.tensor(np.array(x), dtype=torch.float32), torch.tensor(np.array(a), dtype=torch.float32)
 
@@ -118,7 +118,9 @@ def main(argv=None) -> int:
     n_train = args.train_episodes or len(ds) - n_test
     if not 0 < n_test < len(ds) or not 0 < n_train <= len(ds) - n_test:
         p.error(f"{len(ds)} episodes cannot give {n_train} training and {n_test} held-out ones")
-    load = lambda ids: [(e["states"], e["actions"]) for e in (ds.episode(i, keys=("states", "actions")) for i in ids)]
+    names = ds.meta["state_names"]
+    load = lambda ids: [(state_targets(e["states"], names, FEATURES), e["actions"])
+                        for e in (ds.episode(i, keys=("states", "actions")) for i in ids)]
     model = fit(*windows(load(range(n_train)), 1), args.steps, args.seed)
     test = load(range(len(ds) - n_test, len(ds)))
     result = {"data": args.data, "train_episodes": n_train, "held_out_episodes": n_test, "steps": args.steps,
