@@ -46,9 +46,11 @@ def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None, e
         env, planner = d["env"], d["planner"] + "".join(f" {k}={v}" for k, v in sorted(d.get("overrides", {}).items()))
         planner += f" + readout goal w={d['readout_goal']['weight']:g}" if d.get("readout_goal") else ""
         planner += "".join(f", MPC {k}={v}" for k, v in sorted(d.get("mpc_overrides", {}).items()))
+        planner += f", proprio w={d['proprio_weight_override']:g}" if d.get("proprio_weight_override") is not None else ""
         seeds = {e["seed"] for e in d["episodes"]}
         run = d["planner"] + ("-readout" if d.get("readout_goal") else "")
-        same = None if d.get("overrides") or d.get("mpc_overrides") else learned_same_seeds(
+        overridden = d.get("overrides") or d.get("mpc_overrides") or d.get("encoder_override") or d.get("proprio_weight_override") is not None
+        same = None if overridden else learned_same_seeds(
             env, run, seeds, d.get("readout_goal"), results_dir)
         if same and (env, planner, len(seeds)) not in learned:
             learned[env, planner, len(seeds)] = _oracle_row(
@@ -61,6 +63,9 @@ def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None, e
         scorer = SCORERS[d["oracle"]]
         if d.get("pool_grid_override") is not None:  # the energy on another token grid than the checkpoint's
             scorer = scorer.replace("frozen encoder", f"frozen encoder, {d['tokens_per_frame']} tokens per frame")
+        if d.get("encoder_override"):  # the energy on another encoder's latents than the checkpoint's
+            scorer = scorer.replace("frozen encoder", f"frozen encoder `{Path(d['encoder_override']).name}`, "
+                                                      f"{d['tokens_per_frame']} tokens per frame")
         rows.append(_oracle_row(env, planner + stale, scorer, d["oracle_result"], f"{median:.1f}"))
     if not rows:
         return ""

@@ -148,6 +148,11 @@ def main(argv=None) -> int:
     p.add_argument("--pool-grid", type=int, default=None,
                    help="latent oracle: pool the encoder's patch tokens to this grid instead of the checkpoint's "
                         "(0: every patch); a test of the energy on finer or coarser tokens")
+    p.add_argument("--encoder", default=None,
+                   help="latent oracle: plan on this encoder file's latents instead of the checkpoint's (e.g. a "
+                        "`wmplan fit-projection` output); a test of an energy before a predictor is trained on it")
+    p.add_argument("--proprio-weight", type=float, default=None,
+                   help="weight of the proprio goal term (default: the benchmark's)")
     p.add_argument("--checkpoint", default=None, help="world model (default: the benchmark's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="result file; its episodes log lies in the folder of the same name")
@@ -157,8 +162,12 @@ def main(argv=None) -> int:
         p.error("--readout-goal needs --oracle latent (the state oracle has no latents for the probe to read)")
     if args.pool_grid is not None and (args.oracle != "latent" or args.readout_goal):
         p.error("--pool-grid needs --oracle latent without --readout-goal (the probe reads the checkpoint's grid)")
+    if args.encoder is not None and (args.oracle != "latent" or args.readout_goal or args.pool_grid is not None):
+        p.error("--encoder needs --oracle latent without --readout-goal or --pool-grid")
     torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
+    if args.proprio_weight is not None:
+        spec = dataclasses.replace(spec, proprio_weight=args.proprio_weight)
     try:
         spec = dataclasses.replace(spec, mpc=dataclasses.replace(spec.mpc, **args.mpc_settings))
     except (TypeError, ValueError) as err:
@@ -168,6 +177,8 @@ def main(argv=None) -> int:
     wm = WorldModel.load(wm_path)
     if args.pool_grid is not None:
         wm.encoder, wm.probe = load_encoder(wm_path, pool_grid=args.pool_grid), None
+    if args.encoder is not None:
+        wm.encoder, wm.probe = load_encoder(args.encoder), None
     grid = "" if args.pool_grid is None else f"-grid{math.isqrt(wm.latent_shape[0])}"
     model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
     agent, settings = build_agent(spec, model, args.planner, env.action_space, readout_goal=args.readout_goal,
@@ -180,12 +191,15 @@ def main(argv=None) -> int:
     fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, file_sha1(wm_path),
                                dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, mpc_fingerprint(spec.mpc),
                                *([dataclasses.asdict(spec.readout_goal)] if args.readout_goal else []),
-                               *([{"pool_grid": args.pool_grid}] if args.pool_grid is not None else []))
+                               *([{"pool_grid": args.pool_grid}] if args.pool_grid is not None else []),
+                               *([{"encoder": encoder_hash(wm.encoder)}] if args.encoder else []),
+                               *([{"proprio_weight": args.proprio_weight}] if args.proprio_weight is not None else []))
     log_dir = out.with_suffix("")  # episodes.jsonl: an interrupted run resumes without redoing episodes
     episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
                         fingerprint=fingerprint, progress=not args.quiet)
     seeds = {t.seed for t in tasks}
-    learned = None if args.planner_settings or args.mpc_settings or args.checkpoint else learned_same_seeds(
+    overridden = args.planner_settings or args.mpc_settings or args.checkpoint or args.encoder or args.proprio_weight is not None
+    learned = None if overridden else learned_same_seeds(
         args.env, run, seeds, dataclasses.asdict(spec.readout_goal) if args.readout_goal else None)
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
               "overrides": args.planner_settings, "mpc_overrides": args.mpc_settings,
@@ -193,7 +207,8 @@ def main(argv=None) -> int:
               "radius_mm": args.radius if args.oracle == "state" else None,
               "tokens_per_frame": wm.latent_shape[0] if args.oracle == "latent" else None,
               "encoder_hash": encoder_hash(wm.encoder) if args.oracle == "latent" else None,  # what the energy saw
-              "pool_grid_override": args.pool_grid,
+              "pool_grid_override": args.pool_grid, "encoder_override": args.encoder,
+              "proprio_weight": spec.proprio_weight, "proprio_weight_override": args.proprio_weight,
               "protocol": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc), "hardware": hardware(),
               "oracle_result": _summary(episodes),
               "checkpoint_sha1": file_sha1(wm_path), "learned_model_same_seeds": learned,

@@ -135,3 +135,29 @@ def test_oracle_overrides_the_mpc_loop_and_labels_the_row(tmp_path, tiny_pusht_c
     with pytest.raises(SystemExit):
         main([*args, "--mpc-settings", '{"horizn": 8}'])
     assert "fields: horizon" in capsys.readouterr().err
+
+
+def test_latent_oracle_plans_on_another_encoders_latents(tmp_path, tiny_pusht_checkpoint, capsys):
+    from wmplan.encoders import encoder_hash, load_encoder, save_encoder
+    from wmplan.encoders.projection import projection_from_tokens
+
+    own = load_encoder(tiny_pusht_checkpoint)
+    tokens = torch.randn(40, own.config.patch_tokens * own.config.embed_dim)  # [M, N'*D]
+    projected, _ = projection_from_tokens(own, tokens, 3, whiten=True)
+    enc = tmp_path / "projected.pt"
+    save_encoder(projected, enc)
+    out = tmp_path / "projected.json"
+    assert main(["--oracle", "latent", "--encoder", str(enc), "--proprio-weight", "2", "--episodes", "1",
+                 "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
+                 "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["tokens_per_frame"] == 1 and result["encoder_hash"] == encoder_hash(projected)
+    assert result["encoder_override"] == str(enc) and result["proprio_weight"] == 2.0
+    assert result["learned_model_same_seeds"] is None  # another energy than the benchmark's: not comparable
+    from experiments.make_results import oracle_table
+
+    out.rename(tmp_path / "pusht_oracle_latent_cem.json")
+    assert ", proprio w=2 | simulator + frozen encoder `projected.pt`, 1 tokens per frame" in oracle_table(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["--oracle", "state", "--encoder", str(enc)])
+    assert "--encoder needs --oracle latent" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from tests.test_train import PCFG, SIZE, encoder, make_dataset, tcfg
 from wmplan.checkpoint import CheckpointError
 from wmplan.encoders import encoder_hash, load_encoder, save_encoder
 from wmplan.encoders.features import cache_features, cache_path, load_features
-from wmplan.encoders.projection import fit_projection, project_cache
+from wmplan.encoders.projection import fit_projection, project_cache, projection_from_tokens
 from wmplan.train import train_world_model
 from wmplan.world_model import WorldModel
 
@@ -48,6 +48,30 @@ def test_projection_is_the_top_principal_components_of_the_training_frames(datas
     assert z.shape == (5, 1, 8) and projected.config.tokens_per_frame == 1 and projected.config.out_dim == 8
     manual = (tokens.flatten(1) - projected.proj_mean) @ projected.proj_components
     assert torch.allclose(z[:, 0], manual, atol=1e-5)
+
+
+def test_whitened_projection_gives_unit_variance_and_a_mahalanobis_energy(dataset, fitted):
+    projected, _ = fitted
+    train_ids, _ = dataset.split(0.34, 0)
+    whitened, info = fit_projection(encoder(), dataset, 8, train_ids, progress=False, whiten=True)
+    assert info["whiten"] is True and not fitted[1]["whiten"]
+    x = np.concatenate([f.reshape(len(f), -1) for f in load_features(cache_path(dataset.root, encoder()), encoder(), train_ids)])
+    with torch.no_grad():
+        z = whitened.project(torch.from_numpy(x))[:, 0]  # [M, 8]
+        plain = projected.project(torch.from_numpy(x))[:, 0]
+    assert torch.allclose(z.std(0), torch.ones(8), atol=1e-3)  # each component has unit variance on the fit's frames
+    # the same directions, each rescaled: the L2 energy on z is the Mahalanobis distance on the plain components
+    ratio = z / plain
+    assert torch.allclose(ratio, ratio[:1].expand_as(ratio), rtol=1e-3)
+    assert torch.allclose(ratio[0], 1 / plain.std(0), rtol=1e-3)
+    assert encoder_hash(whitened) != encoder_hash(projected)  # a different latent: caches and checkpoints tell them apart
+
+
+def test_whitening_refuses_components_without_variance():
+    rank2 = torch.randn(50, 2) @ torch.randn(2, 64)  # [M, N'*D] frames that vary in two directions only
+    with pytest.raises(ValueError, match="no variance"):
+        projection_from_tokens(encoder(), rank2, 4, whiten=True)
+    assert projection_from_tokens(encoder(), rank2, 2, whiten=True)[0].config.project_dim == 2
 
 
 def test_fit_refuses_bad_dims_and_a_projected_encoder(dataset, fitted):
@@ -112,3 +136,6 @@ def test_cli_fit_projection_writes_an_encoder_that_train_uses(dataset, tmp_path,
     assert "fit a new projection" in capsys.readouterr().err
     assert main(["fit-projection", "--encoder", str(enc), "--data", str(dataset.root), "--out", str(out),
                  "--dim", "999", "--quiet"]) == 2
+    assert main(["fit-projection", "--encoder", str(enc), "--data", str(dataset.root), "--out", str(out),
+                 "--dim", "6", "--whiten", "--quiet"]) == 0
+    assert torch.load(out, weights_only=True)["projection"]["whiten"] is True

@@ -20,6 +20,8 @@ def add_arguments(p):
                    help="pool the patch tokens to this grid before projecting (0: every patch; default: the encoder's)")
     p.add_argument("--input-blur", type=float, default=None,
                    help="Gaussian low-pass (sigma, pixels) before the patch embedding (default: the encoder's)")
+    p.add_argument("--whiten", action="store_true",
+                   help="scale each component to unit variance (the goal energy becomes a Mahalanobis distance)")
     p.add_argument("--max-frames", type=int, default=20_000, help="frames of the training split the fit uses, at most")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="episodes held out of the fit; keep it and --seed equal to `wmplan train`'s so that "
@@ -40,7 +42,7 @@ def run(args) -> int:
     encoder = load_encoder(args.encoder, device=args.device, pool_grid=args.pool_grid, input_blur=args.input_blur)
     train_ids, _ = dataset.split(args.val_fraction, args.seed)
     projected, info = fit_projection(encoder, dataset, args.dim, train_ids, args.max_frames, args.seed,
-                                     args.device, progress=not args.quiet)
+                                     args.device, progress=not args.quiet, whiten=args.whiten)
     project_cache(dataset, encoder, projected)  # `wmplan train` on this dataset then needs no re-encoding
     info |= {"data": str(args.data), "source": str(args.encoder), "seconds": round(time.perf_counter() - start, 1)}
     save_encoder(projected, args.out, extra={"projection": info})
