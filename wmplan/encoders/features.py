@@ -9,6 +9,9 @@ used. It is written atomically (temporary file + `os.replace`).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import os
 from pathlib import Path
 
@@ -73,6 +76,7 @@ def write_cache(dataset, encoder: ViTEncoder, tokens, dtype: str = "float16", pr
         with h5py.File(tmp, "w") as f:
             for i in tqdm(range(len(dataset)), desc="encoding frames", unit="ep", disable=not progress):
                 f.create_dataset(f"ep_{i:06d}", data=np.asarray(tokens(i)).astype(dtype))
+                _release_freed_memory()
             f.attrs["encoder_hash"] = digest
             f.attrs["n_episodes"] = len(dataset)
         os.replace(tmp, path)
@@ -80,6 +84,26 @@ def write_cache(dataset, encoder: ViTEncoder, tokens, dtype: str = "float16", pr
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap's freed memory back to the OS (glibc; a no-op elsewhere).
+
+    Each episode's tokens (3.3 MB on push-T's 64 tokens) are freed once written, but between torch's
+    and h5py's allocations glibc kept them in its heap: encoding 1000 episodes grew the process by
+    3 GB, 5000 by 15 GB. Trimming after each episode keeps it flat (`tests/test_features.py`)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def encode_frames(encoder: ViTEncoder, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
