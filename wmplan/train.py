@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -256,6 +257,7 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
     gen = torch.Generator().manual_seed(seed)
     signature = _run_signature(env, pcfg, cfg, seed, encoder_hash(encoder), _state_hash(init) if init else None)
     step, log = _resume(out / STATE_FILE, wm, opt, gen, signature)
+    clock = _Clock(log[-1].get("elapsed_s", 0.0) if log else 0.0)  # a resumed run goes on from its last entry
     wm.predictor.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="training world model", disable=not progress)
     while step < cfg.steps:
@@ -273,7 +275,8 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
         bar.set_postfix(loss=f"{loss.item():.4g}")
         if step % cfg.val_every == 0 or step == cfg.steps:
             wm.predictor.eval()
-            log.append({"step": step, "loss": loss.item(), **parts, **validate(wm, z_eps, data.actions, val_w, n_frames, cfg, device, readout)})
+            log.append({"step": step, "loss": loss.item(), **parts, **validate(wm, z_eps, data.actions, val_w, n_frames, cfg, device, readout),
+                        "elapsed_s": clock.elapsed()})
             wm.predictor.train()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             _save_state(out / STATE_FILE, wm, opt, step, gen, log, signature)
@@ -281,6 +284,16 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
             on_step(step, parts)
     bar.close()
     return _finish(wm, z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log, (readout, readout_r2))
+
+
+class _Clock:
+    """Wall seconds of training (steps and validation) since `start` seconds were already spent."""
+
+    def __init__(self, start: float = 0.0):
+        self.start, self.t0 = start, time.perf_counter()
+
+    def elapsed(self) -> float:
+        return round(self.start + time.perf_counter() - self.t0, 1)
 
 
 def _load_init(wm: WorldModel, state: dict) -> None:
@@ -356,6 +369,9 @@ def _finish(wm, z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device, o
     wm.save(out / MODEL_FILE)
     metrics = {"env": env, "steps": cfg.steps, "final": log[-1] if log else {}, "probe_r2": r2, "log": log,
                "predictor_params": wm.predictor.num_parameters(), "flops_per_step": wm.predictor.flops_per_step(),
-               "tokens_per_frame": wm.latent_shape[0], "latent_dim": wm.latent_shape[1]}
+               "tokens_per_frame": wm.latent_shape[0], "latent_dim": wm.latent_shape[1],
+               # wall time of the steps and validations, summed over resumed runs (to the last validation)
+               "train_seconds": log[-1].get("elapsed_s") if log else None, "device": str(device),
+               "torch_threads": torch.get_num_threads()}
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     return metrics
