@@ -187,6 +187,8 @@ def main(argv=None) -> int:
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     run = args.planner + ("-readout" if args.readout_goal else "")
     loop = "".join(f"-{k}{v}" for k, v in sorted(args.mpc_settings.items()))
+    loop += f"-enc{encoder_hash(wm.encoder)[:8]}" if args.encoder else ""  # never the default run's file
+    loop += f"-pw{args.proprio_weight:g}" if args.proprio_weight is not None else ""
     out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}{grid}{loop}.json"
     fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, file_sha1(wm_path),
                                dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, mpc_fingerprint(spec.mpc),

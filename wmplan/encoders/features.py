@@ -100,7 +100,7 @@ def _release_freed_memory() -> None:
 
     Each episode's tokens (3.3 MB on push-T's 64 tokens) are freed once written, but between torch's
     and h5py's allocations glibc kept them in its heap: encoding 1000 episodes grew the process by
-    3 GB, 5000 by 15 GB. Trimming after each episode keeps it flat (`tests/test_features.py`)."""
+    3 GB, 5000 by 15 GB. Trimming after each episode keeps it flat (`tests/test_feature_cache.py`)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
