@@ -26,7 +26,7 @@ import torch
 from wmplan.data import EpisodeDataset
 from wmplan.encoders import encoder_hash, load_encoder
 from wmplan.encoders.features import cache_features, load_features
-from wmplan.encoders.projection import _frames, projection_from_tokens
+from wmplan.encoders.projection import projection_from_tokens, sample_frames
 from wmplan.probe import state_targets
 from wmplan.results import hardware, write_json
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     block = state_targets(states, names, BLOCK) * np.array([1, 1, args.lever, args.lever], dtype=np.float32)
     agent = state_targets(states, names, AGENT)
     proprio = (proprio - proprio.mean(0)) / proprio.std(0).clip(1e-6)  # as the world model normalises it
-    fit = _frames(path, digest, np.asarray(train_ids), dataset.lengths(), args.max_frames, args.seed)
+    fit = sample_frames(path, digest, np.asarray(train_ids), dataset.lengths(), args.max_frames, args.seed)
     goals = np.random.default_rng(args.seed).choice(len(tokens), min(args.goals, len(tokens)), replace=False)
     rows = []
     for name, z in latents(encoder, fit, tokens, args.dims, args.seed).items():

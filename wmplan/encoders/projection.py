@@ -28,7 +28,7 @@ from wmplan.encoders.features import cache_features, cache_path, load_features, 
 from wmplan.encoders.loading import encoder_hash
 from wmplan.encoders.vit import ViTEncoder
 
-__all__ = ["fit_projection", "project_cache", "projection_from_tokens"]
+__all__ = ["fit_projection", "project_cache", "projection_from_tokens", "sample_frames"]
 
 
 def fit_projection(encoder: ViTEncoder, dataset, dim: int, episodes, max_frames: int = 20_000, seed: int = 0,
@@ -54,7 +54,7 @@ def fit_projection(encoder: ViTEncoder, dataset, dim: int, episodes, max_frames:
         raise ValueError("no episodes to fit the projection on")
     path = cache_features(dataset, encoder, device=device, progress=progress)
     digest = encoder_hash(encoder)  # once: load_features would hash the weights again for every episode
-    x = _frames(path, digest, episodes, dataset.lengths(), max_frames, seed)  # [M, N'*D]
+    x = sample_frames(path, digest, episodes, dataset.lengths(), max_frames, seed)  # [M, N'*D]
     projected, explained = projection_from_tokens(encoder, x, dim, seed, whiten)
     info = {"dim": dim, "whiten": whiten, "frames": len(x), "episodes": len(episodes),
             "explained_variance": round(explained, 4), "source_encoder_hash": digest}
@@ -88,7 +88,7 @@ def _check(encoder: ViTEncoder, dim: int) -> None:
         raise ValueError(f"dim must be in [1, {flat_dim}] (tokens x features), got {dim}")
 
 
-def _frames(path, digest: str, episodes: np.ndarray, lengths, max_frames: int, seed: int) -> torch.Tensor:
+def sample_frames(path, digest: str, episodes: np.ndarray, lengths, max_frames: int, seed: int) -> torch.Tensor:
     """At most `max_frames` frames drawn at random from the cached `episodes`, read one episode at a time
     (a large dataset's tokens do not fit in memory at once): `[M, N'*D]`."""
     sizes = np.asarray(lengths)[episodes] + 1  # frames per episode
