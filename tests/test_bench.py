@@ -94,10 +94,32 @@ def test_bench_with_readout_goal_scores_the_probe_read_block(tmp_path, capsys):
     assert (out / "episodes.superseded.jsonl").read_text() == first
     capsys.readouterr()
     assert main([a for a in args if a != "--readout-goal"] + ["--readout-goal-weight", "0.5"]) == 2
-    assert "needs --readout-goal" in capsys.readouterr().err
+    assert "need --readout-goal" in capsys.readouterr().err
     assert main(["bench", "--env", "maze", "--readout-goal", "--readout-goal-weight", "1", "--episodes", "1",
                  "--out", str(tmp_path / "m"), "--quiet"]) == 2
     assert "maze has no readout goal configured" in capsys.readouterr().err
+
+
+def test_bench_readout_goal_settings_choose_what_the_probe_reads(tmp_path, capsys):
+    checkpoint = tmp_path / "wm.pt"
+    names = ("agent_x", "agent_y", "block_x", "block_y", "sin(block_theta)", "cos(block_theta)")
+    tiny_world_model(probe_names=names).save(checkpoint)
+    args = ["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--readout-goal", "--checkpoint",
+            str(checkpoint), "--quiet", "--readout-goal-settings"]
+    pose = '{"names": ["block_x", "block_y", "sin(block_theta)", "cos(block_theta)"], "scale": [50, 50, 0.87, 0.87]}'
+    assert main([*args, pose, "--out", str(tmp_path / "r")]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["readout_goal"] == {"names": list(names[2:]), "scale": [50, 50, 0.87, 0.87], "weight": 3.0}
+    assert summary["row"]["planner"] == "cem + readout goal w=3 [block_x, block_y, sin(block_theta), cos(block_theta)]"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main([*args, '{"nmes": ["block_x"]}'])
+    assert "unknown readout-goal setting(s) ['nmes']" in capsys.readouterr().err
+    bad = {'{"names": ["block_x"], "scale": [50, 50]}': "2 scales for 1 names",
+           '{"names": ["block_z"]}': "probe has no output named 'block_z'"}
+    for text, message in bad.items():
+        assert main([*args, text, "--out", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_bench_with_route_energy_and_keep_out_on_the_maze(tmp_path, capsys):

@@ -45,6 +45,13 @@ class ReadoutGoalSpec:
     scale: float | tuple = 1.0  # divides each difference (env units -> unitless)
     weight: float = 1.0  # relative to the visual goal energy's weight of 1
 
+    def __post_init__(self):
+        if not self.names:
+            raise ValueError("a readout goal needs at least one probe output name")
+        if isinstance(self.scale, (tuple, list)) and len(self.scale) != len(self.names):
+            raise ValueError(f"readout goal: {len(self.scale)} scales for {len(self.names)} names {list(self.names)}; "
+                             "give one scale per name or a single number")
+
 
 @dataclass(frozen=True)
 class BenchSpec:
@@ -232,7 +239,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
     label = (planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + route" if route else "")
-             + (f" + readout goal w={spec.readout_goal.weight:g}" if readout_goal else "") + (" + keep-out" if guardrail else "")
+             + (_readout_label(spec.readout_goal) if readout_goal else "") + (" + keep-out" if guardrail else "")
              + (" + budget horizon" if budget_horizon else ""))
     label = f"{planner} actions (no model)" if planner in BASELINES else label
     row = {"env": spec.env, "planner": label,
@@ -251,6 +258,12 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     write_results(out, summary, records)
     env.close()
     return summary
+
+
+def _readout_label(rg: ReadoutGoalSpec) -> str:
+    """`` + readout goal w=3``, with the read quantities when they are not just the block's position."""
+    names = "" if tuple(rg.names) == ("block_x", "block_y") else f" [{', '.join(rg.names)}]"
+    return f" + readout goal w={rg.weight:g}{names}"
 
 
 def print_summary(summary: dict) -> None:

@@ -25,6 +25,9 @@ def add_arguments(p):
     p.add_argument("--readout-goal", action="store_true",
                    help="add the env's probe-read goal term (e.g. push-T's block position read from the latents)")
     p.add_argument("--readout-goal-weight", type=float, default=None, help="override that term's weight")
+    p.add_argument("--readout-goal-settings", type=readout_goal_settings, default={},
+                   help='JSON overrides of that term (ReadoutGoalSpec: names, scale, weight), e.g. \'{"names": '
+                        '["block_x", "block_y", "sin(block_theta)", "cos(block_theta)"], "scale": [50, 50, 0.87, 0.87]}\'')
     p.add_argument("--budget-horizon", action="store_true",
                    help="tell the MPC loop the step budget: the last re-plans plan only up to the episode's end")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -39,7 +42,30 @@ def add_arguments(p):
 
 def planner_settings(text: str) -> dict:
     """Planner-setting overrides from a JSON object, e.g. ``'{"num_samples": 48}'``; an argparse ``type``."""
-    hint = "planner settings must be a JSON object such as '{\"num_samples\": 48}'"
+    return _json_object(text, "planner settings must be a JSON object such as '{\"num_samples\": 48}'")
+
+
+def readout_goal_settings(text: str) -> dict:
+    """`ReadoutGoalSpec` overrides from a JSON object (names, scale, weight); an argparse ``type``."""
+    settings = _json_object(text, "readout-goal settings must be a JSON object such as '{\"weight\": 3}'")
+    unknown = sorted(set(settings) - {"names", "scale", "weight"})
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown readout-goal setting(s) {unknown}; known: names, scale, weight")
+    if "names" in settings:
+        settings["names"] = tuple(settings["names"])
+    if isinstance(settings.get("scale"), list):
+        settings["scale"] = tuple(settings["scale"])
+    return settings
+
+
+def _short_hash(settings: dict) -> str:
+    """8 hex digits that tell settings apart in a default output folder's name."""
+    import hashlib
+
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _json_object(text: str, hint: str) -> dict:
     try:
         settings = json.loads(text)
     except json.JSONDecodeError as err:
@@ -61,13 +87,16 @@ def run(args) -> int:
     spec = dataclasses.replace(spec, **overrides)
     if args.readout_goal and spec.readout_goal is None:
         raise ValueError(f"{spec.env} has no readout goal configured (BenchSpec.readout_goal); drop --readout-goal")
-    weight = args.readout_goal_weight
+    weight, settings = args.readout_goal_weight, dict(args.readout_goal_settings)
+    if (weight is not None or settings) and not args.readout_goal:
+        raise ValueError("--readout-goal-weight and --readout-goal-settings need --readout-goal")
     if weight is not None:
-        if not args.readout_goal:
-            raise ValueError("--readout-goal-weight needs --readout-goal")
-        spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, weight=weight))
+        settings["weight"] = weight
+    if settings:
+        spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, **settings))
     # a re-weighted run never lands in the default run's folder
-    readout = ("-readout" + (f"-w{weight:g}" if weight is not None else "")) if args.readout_goal else ""
+    readout = ("-readout" + (f"-w{weight:g}" if weight is not None else "")
+               + (f"-{_short_hash(settings)}" if set(settings) - {"weight"} else "")) if args.readout_goal else ""
     suffix = ("-route" if args.route else "") + readout + ("-keepout" if args.guardrail else "") + (
         "-budgeth" if args.budget_horizon else "")
     out = args.out or f"runs/bench/{spec.env}-{args.planner}{suffix}"
