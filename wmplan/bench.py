@@ -239,7 +239,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
     label = (planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + route" if route else "")
-             + (_readout_label(spec.readout_goal) if readout_goal else "") + (" + keep-out" if guardrail else "")
+             + (_readout_label(spec.readout_goal, spec.env) if readout_goal else "") + (" + keep-out" if guardrail else "")
              + (" + budget horizon" if budget_horizon else ""))
     label = f"{planner} actions (no model)" if planner in BASELINES else label
     row = {"env": spec.env, "planner": label,
@@ -260,10 +260,11 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     return summary
 
 
-def _readout_label(rg: ReadoutGoalSpec) -> str:
-    """`` + readout goal w=3``, with the read quantities when they are not just the block's position."""
-    names = "" if tuple(rg.names) == ("block_x", "block_y") else f" [{', '.join(rg.names)}]"
-    return f" + readout goal w={rg.weight:g}{names}"
+def _readout_label(rg: ReadoutGoalSpec, env: str) -> str:
+    """`` + readout goal w=3``, with the read quantities when they differ from the env config's."""
+    configured = load_spec(env).readout_goal
+    same = configured is not None and tuple(rg.names) == tuple(configured.names)
+    return f" + readout goal w={rg.weight:g}" + ("" if same else f" [{', '.join(map(str, rg.names))}]")
 
 
 def print_summary(summary: dict) -> None:

@@ -52,6 +52,8 @@ def readout_goal_settings(text: str) -> dict:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown readout-goal setting(s) {unknown}; known: names, scale, weight")
     if "names" in settings:
+        if not isinstance(settings["names"], list) or not all(isinstance(n, str) for n in settings["names"]):
+            raise argparse.ArgumentTypeError(f"readout-goal names must be a list of probe output names, got {settings['names']!r}")
         settings["names"] = tuple(settings["names"])
     if isinstance(settings.get("scale"), list):
         settings["scale"] = tuple(settings["scale"])
