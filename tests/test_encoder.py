@@ -84,7 +84,8 @@ def test_wmplan_encoder_roundtrip_and_hash(tmp_path):
         loaded.encode_pixels(frames(size=64).astype(np.float32))
 
 
-def test_dino_pretraining_loss_decreases_without_collapse():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_dino_pretraining_loss_decreases_without_collapse(precision):
     import math
 
     from wmplan.encoders.dino_pretrain import DinoConfig, pretrain_dino, sinkhorn_knopp
@@ -97,8 +98,9 @@ def test_dino_pretraining_loss_decreases_without_collapse():
         for r, c in rng.integers(0, 24, (2, 2)):
             im[r : r + 8, c : c + 8] = rng.integers(100, 256, 3)
     cfg = DinoConfig(arch="vit-micro-32", steps=80, batch_size=32, out_dim=16, head_hidden=64, bottleneck=32,
-                     local_crops=2, warmup_steps=5, lr=1e-3)
+                     local_crops=2, warmup_steps=5, lr=1e-3, precision=precision)
     enc, log = pretrain_dino(frames, cfg, seed=0, progress=False, log_every=8)
+    assert all(p.dtype == torch.float32 for p in enc.parameters())  # bf16 autocasts the passes, not the weights
     for part in ("dino", "ibot"):  # image-level and masked patch-level self-distillation both learn
         late = np.mean([entry[part] for entry in log[-3:]])
         assert late < 0.7 * log[0][part], part
@@ -248,3 +250,16 @@ def test_dino_pretraining_sees_frames_through_the_configured_low_pass():
     assert not torch.equal(enc.encode_pixels(frames), plain.encode_pixels(frames))
     with pytest.raises(ValueError, match="input_blur"):
         DinoConfig(input_blur=-0.5)
+
+
+def test_unknown_precision_is_refused_by_name():
+    from wmplan.cli_commands.pretrain_encoder import config_overrides
+    from wmplan.encoders.dino_pretrain import DinoConfig
+    from wmplan.precision import autocast
+
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        DinoConfig(precision="fp16")
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        autocast("mps", "bf16")
+    with pytest.raises(SystemExit, match="own flags"):  # the flag, not --set, chooses it
+        config_overrides(["precision=bf16"])

@@ -89,6 +89,22 @@ def test_training_lowers_loss_tenfold_and_fits_probe(dataset, tmp_path):
     assert wm.probe.names == ["agent_x", "agent_y"]
 
 
+def test_bf16_training_learns_as_fp32_does_and_keeps_fp32_weights(dataset, tmp_path):
+    bf16 = train_world_model(dataset, encoder(), tmp_path / "bf16", "toy", PCFG, tcfg(rollout_steps=2, precision="bf16"),
+                             progress=False)
+    fp32 = train_world_model(dataset, encoder(), tmp_path / "fp32", "toy", PCFG, tcfg(rollout_steps=2), progress=False)
+    untrained = train_world_model(dataset, encoder(), tmp_path / "zero", "toy", PCFG, tcfg(steps=1), progress=False)
+    val = lambda m: m["log"][-1]["val_teacher_forced"]  # noqa: E731  validated in fp32 either way
+    assert val(bf16) < val(untrained) / 10 and val(bf16) < 1.5 * val(fp32)
+    assert val(bf16) != val(fp32)  # the passes really ran in bf16
+    state = torch.load(tmp_path / "bf16" / "world_model.pt", weights_only=True)["predictor_state"]
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    with pytest.raises(ValueError, match="another configuration"):  # a bf16 run does not resume as fp32
+        train_world_model(dataset, encoder(), tmp_path / "bf16", "toy", PCFG, tcfg(rollout_steps=2), progress=False)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp16")
+
+
 def test_interrupted_run_resumes_to_the_same_result(dataset, tmp_path):
     full = train_world_model(dataset, encoder(), tmp_path / "full", "toy", PCFG, tcfg(steps=60), progress=False)
 

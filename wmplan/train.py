@@ -25,6 +25,7 @@ from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.encoders.features import cache_features, load_features
 from wmplan.encoders.loading import encoder_hash
 from wmplan.encoders.vit import ViTEncoder
+from wmplan.precision import autocast, check_precision
 from wmplan.predictor import Predictor, PredictorConfig
 from wmplan.probe import Probe, ProbeConfig, fit_probe, state_targets
 from wmplan.world_model import WorldModel
@@ -56,6 +57,7 @@ class TrainConfig:
     readout_weight: float = 0.0  # >0: fit the probe on real latents first, freeze it, and add this weight times
     # the (standardised) squared difference of what it reads from the predictions and from their targets
     probe_frames: int = 20_000  # at most this many training frames to fit the probe
+    precision: str = "fp32"  # "bf16": autocast the training forward passes (weights, checkpoints, validation stay fp32)
 
     def __post_init__(self):
         if min(self.steps, self.batch_size, self.val_every, self.ckpt_every, self.val_windows) < 1:
@@ -66,6 +68,7 @@ class TrainConfig:
             raise ValueError(f"proprio_weight must be > 0, got {self.proprio_weight}")
         if self.readout_weight < 0:
             raise ValueError(f"readout_weight must be >= 0, got {self.readout_weight}")
+        check_precision(self.precision)
 
 
 def default_probe_targets(env: str, state_names) -> tuple[str, ...]:
@@ -128,6 +131,7 @@ def latent_mse(pred: torch.Tensor, target: torch.Tensor, visual_dim: int, propri
     The proprio is 4 of D = 132 features on the maze, so plain MSE gives the agent's own state
     (what a planner's energy and guardrails read) 3% of the loss; `proprio_weight` > 1 raises it.
     """
+    pred = pred.float()  # under bf16 autocast a prediction may come out in bf16; the loss is taken in fp32
     if proprio_weight == 1.0:
         return F.mse_loss(pred, target)
     sq = (pred - target).square()  # [..., D]
@@ -189,7 +193,7 @@ def _run_signature(env, pcfg, tcfg, seed, enc_hash, init_hash: str | None = None
 
 # runs started before these options existed still resume
 _LATER_PROBE_DEFAULTS = {"attentive": False, "batch_size": 0}
-_LATER_TRAIN_DEFAULTS = {"readout_weight": 0.0}
+_LATER_TRAIN_DEFAULTS = {"readout_weight": 0.0, "precision": "fp32"}
 _LATER_PREDICTOR_DEFAULTS = {"token_mlp": 0}
 
 
@@ -265,7 +269,8 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
         z, a = _batch(z_eps, data.actions, train_w[idx], n_frames, pcfg.frameskip, device)
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
-        loss, parts = window_loss(wm, z, a, cfg, readout)
+        with autocast(device, cfg.precision):
+            loss, parts = window_loss(wm, z, a, cfg, readout)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(wm.predictor.parameters(), cfg.grad_clip)

@@ -44,6 +44,9 @@ def add_arguments(p):
                         "their targets do, with this weight (0: off)")
     p.add_argument("--init", default=None,
                    help="world_model.pt whose predictor to start from (fine-tuning; same predictor shape needed)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: autocast the training passes to bfloat16 (1.3-1.6x faster on CPUs with AVX512-BF16 "
+                        "and on GPUs; weights and checkpoints stay fp32)")
     p.add_argument("--val-every", type=int, default=500, help="steps between validations and checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -74,7 +77,7 @@ def run(args) -> int:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, rollout_steps=args.rollout_steps,
                          proprio_weight=args.proprio_loss_weight,
                          probe=ATTENTIVE_PROBE if args.probe == "attentive" else ProbeConfig(),
-                         readout_weight=args.readout_loss_weight,
+                         readout_weight=args.readout_loss_weight, precision=args.precision,
                          val_every=args.val_every, ckpt_every=args.val_every, warmup_steps=min(200, args.steps // 10 + 1))
     init = WorldModel.load(args.init).predictor.state_dict() if args.init else None
     metrics = train_world_model(dataset, encoder, args.out, args.env, predictor_config(args), config, seed=args.seed,

@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from wmplan.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from wmplan.checkpoint import CheckpointError, load_checkpoint, omit_later_defaults, save_atomic
 from wmplan.encoders.vit import VIT_CONFIGS, ViTEncoder, pixels_to_tensor
+from wmplan.precision import autocast, check_precision
 
 __all__ = ["DinoConfig", "DINOHead", "TeacherTargets", "DINOLoss", "IBOTPatchLoss", "koleo_loss", "random_patch_masks", "multi_crop",
            "pretrain_dino"]
@@ -73,6 +74,7 @@ class DinoConfig:
     mask_probability: float = 0.5  # fraction of student global crops that are masked
     koleo_weight: float = 0.1  # weight of the KoLeo spreading term (0: off)
     input_blur: float = 0.0  # Gaussian low-pass (sigma, pixels) before the patch embedding (`ViTConfig.input_blur`)
+    precision: str = "fp32"  # "bf16": autocast the forward passes (weights, EMA teacher and losses stay fp32)
 
     def __post_init__(self):
         if self.arch not in VIT_CONFIGS:
@@ -87,6 +89,7 @@ class DinoConfig:
             raise ValueError("mask_ratio must satisfy 0 <= low <= high < 1 and mask_probability be in [0, 1]")
         if min(self.ibot_weight, self.koleo_weight, self.input_blur) < 0:
             raise ValueError("ibot_weight, koleo_weight and input_blur must be >= 0")
+        check_precision(self.precision)
 
 
 class DINOHead(nn.Module):
@@ -121,6 +124,7 @@ class TeacherTargets(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         """Target distributions `[M, K]` for teacher logits `[M, K]`."""
+        t = t.float()  # bf16 logits from autocast: the sharpening needs fp32
         if self.centering == "center":
             return F.softmax((t - self.center) / self.teacher_temp, dim=-1)
         return sinkhorn_knopp(t / self.teacher_temp)
@@ -129,7 +133,7 @@ class TeacherTargets(nn.Module):
     def update(self, t: torch.Tensor) -> None:
         """Move the running centre towards the mean of teacher logits `[M, K]`."""
         m = self.center_momentum
-        self.center.mul_(m).add_(t.mean(0, keepdim=True), alpha=1 - m)
+        self.center.mul_(m).add_(t.float().mean(0, keepdim=True), alpha=1 - m)
 
 
 class DINOLoss(nn.Module):
@@ -144,7 +148,7 @@ class DINOLoss(nn.Module):
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
         """student: logits per crop (globals first) `[B, K]`; teacher: logits of the global crops."""
         targets = [self.targets(t) for t in teacher]
-        logps = [F.log_softmax(s / self.student_temp, dim=-1) for s in student]
+        logps = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student]
         total, pairs = 0.0, 0
         for ti, target in enumerate(targets):
             for si, logp in enumerate(logps):
@@ -169,7 +173,7 @@ class IBOTPatchLoss(nn.Module):
         if not len(student):
             return student.sum()  # no masked patch in this batch: a zero that keeps the graph
         target = self.targets(teacher)  # [M, K]
-        per_patch = -(target * F.log_softmax(student / self.student_temp, dim=-1)).sum(-1)  # [M]
+        per_patch = -(target * F.log_softmax(student.float() / self.student_temp, dim=-1)).sum(-1)  # [M]
         per_image = (1.0 / masks.sum(1).clamp(min=1))[:, None].expand_as(masks)[masks]  # [M], each image weighs 1
         self.targets.update(teacher)
         return (per_patch * per_image).sum() / masks.any(1).sum()
@@ -177,7 +181,7 @@ class IBOTPatchLoss(nn.Module):
 
 def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Kozachenko-Leonenko spreading term: -mean log distance of each normalised row of `[B, D]` to its nearest neighbour."""
-    x = F.normalize(x, dim=-1)
+    x = F.normalize(x.float(), dim=-1)
     dist = torch.cdist(x, x)  # [B, B]
     dist = dist + torch.eye(len(x), device=x.device) * 1e3  # a row is not its own neighbour
     return -torch.log(dist.min(dim=1).values + eps).mean()
@@ -276,7 +280,7 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
     log, start = [], 0
     modules = dict(student=student, teacher=teacher, s_heads=s_heads, t_heads=t_heads, dino=losses["dino"],
                    ibot=losses["ibot"], opt=opt)
-    signature = {"config": asdict(cfg), "seed": seed, "frames": len(frames)}
+    signature = {"config": omit_later_defaults(asdict(cfg), {"precision": "fp32"}), "seed": seed, "frames": len(frames)}
     if state_path is not None:
         start, log = _resume_pretraining(Path(state_path), modules, gen, signature)
     for step in tqdm(range(start, cfg.steps), desc="DINO pretraining", disable=not progress, initial=start,
@@ -285,19 +289,8 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
         crops = multi_crop(images[idx].to(device), cfg, gen)  # augment on the device; random draws stay on the CPU
         masks = [random_patch_masks(cfg.batch_size, patches, cfg, gen).to(device) if cfg.ibot_weight else None
                  for _ in range(2)]  # [B, P] each
-        with torch.no_grad():
-            t_tokens = [teacher.forward_tokens(c) for c in crops[:2]]  # [B, 1+R+P, D]
-            t_cls = [t_heads["cls"](t[:, 0]) for t in t_tokens]
-        s_tokens = [student.forward_tokens(c, masks=m) for c, m in zip(crops[:2], masks)]
-        s_tokens += [student.forward_tokens(c) for c in crops[2:]]
-        parts = {"dino": losses["dino"]([s_heads["cls"](t[:, 0]) for t in s_tokens], t_cls)}
-        if cfg.ibot_weight and sum(int(m.sum()) for m in masks) > 1:  # batch norm needs two masked patches
-            with torch.no_grad():
-                t_patch = torch.cat([t_heads["patch"](t[:, first_patch:][m]) for t, m in zip(t_tokens, masks)])  # [M, K]
-            s_patch = torch.cat([s_heads["patch"](t[:, first_patch:][m]) for t, m in zip(s_tokens, masks)])  # [M, K]
-            parts["ibot"] = losses["ibot"](s_patch, t_patch, torch.cat(masks))
-        if cfg.koleo_weight:
-            parts["koleo"] = sum(koleo_loss(t[:, 0]) for t in s_tokens[:2]) / 2
+        with autocast(device, cfg.precision):
+            parts = _step_losses(crops, masks, modules, cfg, first_patch)
         loss = parts["dino"] + cfg.ibot_weight * parts.get("ibot", 0.0) + cfg.koleo_weight * parts.get("koleo", 0.0)
         _set_lr(opt, step, cfg)
         opt.zero_grad(set_to_none=True)
@@ -311,6 +304,29 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
             save_atomic({"kind": "wmplan-dino-state", "signature": signature, "step": step + 1, "log": log,
                          "generator": gen.get_state()} | {k: m.state_dict() for k, m in modules.items()}, state_path)
     return teacher.freeze(), log
+
+
+def _step_losses(crops: list, masks: list, nets: dict, cfg: DinoConfig, first_patch: int) -> dict:
+    """One step's loss terms: `{"dino", "ibot" (when patches are masked), "koleo" (when weighted)}`.
+
+    crops: the global crops first `[B, 3, S, S]`, then the local ones; masks: bool `[B, P]` per global crop
+    (or None); nets: the student, teacher, their heads and the DINO/iBOT losses, by name.
+    """
+    student, teacher, s_heads, t_heads = nets["student"], nets["teacher"], nets["s_heads"], nets["t_heads"]
+    with torch.no_grad():
+        t_tokens = [teacher.forward_tokens(c) for c in crops[:2]]  # [B, 1+R+P, D]
+        t_cls = [t_heads["cls"](t[:, 0]) for t in t_tokens]
+    s_tokens = [student.forward_tokens(c, masks=m) for c, m in zip(crops[:2], masks)]
+    s_tokens += [student.forward_tokens(c) for c in crops[2:]]
+    parts = {"dino": nets["dino"]([s_heads["cls"](t[:, 0]) for t in s_tokens], t_cls)}
+    if cfg.ibot_weight and sum(int(m.sum()) for m in masks) > 1:  # batch norm needs two masked patches
+        with torch.no_grad():
+            t_patch = torch.cat([t_heads["patch"](t[:, first_patch:][m]) for t, m in zip(t_tokens, masks)])  # [M, K]
+        s_patch = torch.cat([s_heads["patch"](t[:, first_patch:][m]) for t, m in zip(s_tokens, masks)])  # [M, K]
+        parts["ibot"] = nets["ibot"](s_patch, t_patch, torch.cat(masks))
+    if cfg.koleo_weight:
+        parts["koleo"] = sum(koleo_loss(t[:, 0]) for t in s_tokens[:2]) / 2
+    return parts
 
 
 def _resume_pretraining(path: Path, modules: dict, gen: torch.Generator, signature: dict) -> tuple[int, list]:
