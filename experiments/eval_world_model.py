@@ -20,7 +20,8 @@ imagines: held-out windows rolled out open loop, real | decoded prediction at ea
 
 Writes experiments/results/pusht_world_model.json (a benchmark, not a test). With `--encoder FILE`
 (an encoder from `wmplan pretrain-encoder`, e.g. a CPU trial) only part 1 runs, on that encoder, and
-the result goes to experiments/results/pusht_encoder_probe.json.
+the result goes to experiments/results/pusht_encoder_probe.json; `--with-cls` adds the ridge probe on the
+class token beside the patch tokens, the features DINO's own linear evaluation reads.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from wmplan.bench import save_gif
 from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.decoder import load_decoder
 from wmplan.encoders import ViTEncoder, load_encoder
+from wmplan.encoders.vit import pixels_to_tensor
 from wmplan.encoders.projection import projection_from_tokens
 from wmplan.probe import ATTENTIVE_PROBE as ATTENTIVE
 from wmplan.probe import Probe, ProbeConfig, fit_probe, ridge_path_r2, state_targets
@@ -56,6 +58,16 @@ def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tenso
 
 
 RIDGES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per-sample L2 penalties for the linear probe (1e-3, once the smallest, often won)
+
+
+def _encode_with_cls(encoder: ViTEncoder, frames: np.ndarray, batch: int = 512) -> torch.Tensor:
+    """The class token beside the visual tokens `[M, 1 + N, D]` (DINO's linear evaluation reads the class token too)."""
+    with torch.inference_mode():
+        out = []
+        for i in range(0, len(frames), batch):
+            x = pixels_to_tensor(frames[i : i + batch], encoder.config.image_size, encoder.pos_embed.device)
+            out.append(torch.cat([encoder.forward_tokens(x)[:, :1], encoder(x)], dim=1))  # [B, 1 + N, D]
+        return torch.cat(out)
 
 
 def _random_like(encoder: ViTEncoder, frames: np.ndarray) -> ViTEncoder:
@@ -83,6 +95,12 @@ def encoder_probes(encoder, train: tuple, val: tuple, names, attentive: ProbeCon
     scores = {n: round(float(v), 4) for n, v in r2.items()}
     return {"linear": linear, "attentive": scores | {"block_pos_mm_median": round(float(np.median(pos_mm)), 2),
                                                      "block_angle_deg_median": round(float(np.median(angle_deg)), 2)}}, probe
+
+
+def cls_probe(encoder: ViTEncoder, train: tuple, val: tuple) -> dict:
+    """Held-out R² of the ridge probe on the class token and the visual tokens together."""
+    zt, zv = _encode_with_cls(encoder, train[0]), _encode_with_cls(encoder, val[0])  # [M, 1 + N, D]
+    return probe_r2(zt, torch.as_tensor(train[1]).float(), zv, torch.as_tensor(val[1]).float(), TARGETS)
 
 
 def _block_errors(read: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -303,6 +321,8 @@ def main(argv=None) -> int:
                    help="also write a GIF of imagined rollouts on held-out windows (real | imagined); needs "
                         "decoder.pt beside the checkpoint (wmplan train-decoder)")
     p.add_argument("--attentive-steps", type=int, default=ATTENTIVE.steps, help="AdamW steps of the attentive probes")
+    p.add_argument("--with-cls", action="store_true",
+                   help="with --encoder: also fit the linear probe on the class token beside the patch tokens")
     p.add_argument("--action-use-only", action="store_true",
                    help="only measure whether the predictor uses its actions (about a minute); print it, write it to --out if given")
     args = p.parse_args(argv)
@@ -321,8 +341,8 @@ def main(argv=None) -> int:
         if wm is None:
             p.error("--video needs a world model (not --encoder)")
         wm.decoder = load_decoder(Path(args.checkpoint).with_name("decoder.pt"), wm)
-    if args.pool_grid is not None and not args.encoder:
-        p.error("--pool-grid applies to --encoder (a world model's encoder keeps the grid it was trained on)")
+    if (args.pool_grid is not None or args.with_cls) and not args.encoder:
+        p.error("--pool-grid and --with-cls apply to --encoder (a world model's encoder keeps the grid it was trained on)")
     encoder = load_encoder(args.encoder, pool_grid=args.pool_grid) if args.encoder else wm.encoder
     train_ids, val_ids = ds.split(0.1, seed=0)
     rng = np.random.default_rng(0)
@@ -336,6 +356,11 @@ def main(argv=None) -> int:
     result = {"encoder_probe_r2": {"pretrained": pretrained["linear"], "random_init": random_init["linear"]} | frames,
               "attentive_probe": {"pretrained": pretrained["attentive"], "random_init": random_init["attentive"],
                                   "config": asdict(config)} | frames}
+    if args.with_cls:
+        if encoder.config.project_dim:
+            p.error("--with-cls needs an encoder without a projection (the projection drops the class token)")
+        result["encoder_probe_r2_with_cls"] = {name: cls_probe(vit, train, val) for name, vit in
+                                               (("pretrained", encoder), ("random_init", random_vit))} | frames
     if args.encoder:
         result |= {"encoder": args.encoder, "encoder_meta": _encoder_meta(args.encoder), "pool_grid": encoder.config.pool_grid}
     else:

@@ -6,6 +6,7 @@ import torch
 
 from wmplan.checkpoint import CheckpointError
 from wmplan.encoders import ViTConfig, ViTEncoder
+from wmplan.encoders.vit import pixels_to_tensor
 from wmplan.predictor import Predictor, PredictorConfig
 from wmplan.probe import Probe
 from wmplan.world_model import WorldModel
@@ -196,6 +197,24 @@ def test_encoder_probe_picks_each_targets_penalty_on_training_frames():
     inner = ridge_path_r2(z[:64], y[:64], z[64:80], y[64:80], names, RIDGES)
     assert result["ridge"] == {n: max(RIDGES, key=lambda r: inner[r][n]) for n in names}
     assert result["feature"] > 0.9 and result["noise"] < 0.2
+
+
+def test_the_class_token_probe_reads_the_class_token_beside_the_patch_tokens():
+    from experiments import eval_world_model
+    from experiments.eval_world_model import _encode_with_cls, cls_probe
+
+    encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pool_grid=2), seed=0)
+    frames = np.random.default_rng(0).integers(0, 256, size=(120, 32, 32, 3), dtype=np.uint8)
+    z = _encode_with_cls(encoder, frames)  # [120, 1 + 4, 16]
+    with torch.no_grad():
+        tokens = encoder.forward_tokens(pixels_to_tensor(frames, 32))
+    assert z.shape == (120, 5, 16)
+    torch.testing.assert_close(z[:, 0], tokens[:, 0])
+    torch.testing.assert_close(z[:, 1:], encoder.encode_pixels(frames))
+    # a feature of the class token is read exactly
+    y = np.repeat(z[:, 0, :1].numpy(), len(eval_world_model.TARGETS), axis=1)
+    r2 = cls_probe(encoder, (frames[:80], y[:80]), (frames[80:], y[80:]))
+    assert min(r2[name] for name in eval_world_model.TARGETS) > 0.9
 
 
 def test_action_use_tells_a_predictor_that_reads_its_actions_from_one_that_ignores_them():
