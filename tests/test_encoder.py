@@ -263,3 +263,20 @@ def test_unknown_precision_is_refused_by_name():
         autocast("mps", "bf16")
     with pytest.raises(SystemExit, match="own flags"):  # the flag, not --set, chooses it
         config_overrides(["precision=bf16"])
+
+
+def test_bf16_cpu_training_uses_the_math_attention_path_and_nothing_else_changes():
+    from wmplan.precision import short_sequence_attention
+
+    assert torch.backends.cuda.flash_sdp_enabled()  # PyTorch's default: the fused kernel may be chosen
+    with short_sequence_attention("cpu", "bf16"):
+        assert torch.backends.cuda.math_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled()
+        q = torch.randn(2, 2, 65, 8)
+        fast = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    assert torch.backends.cuda.flash_sdp_enabled()  # restored on leaving
+    torch.testing.assert_close(fast, torch.softmax(q @ q.transpose(-1, -2) / 8**0.5, -1) @ q)
+    for device, precision in (("cpu", "fp32"), ("meta", "fp32")):
+        with short_sequence_attention(device, precision):
+            assert torch.backends.cuda.flash_sdp_enabled()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        short_sequence_attention("cpu", "fp16")

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from wmplan.checkpoint import CheckpointError, load_checkpoint, omit_later_defaults, save_atomic
 from wmplan.encoders.vit import VIT_CONFIGS, ViTEncoder, pixels_to_tensor
-from wmplan.precision import autocast, check_precision
+from wmplan.precision import autocast, check_precision, short_sequence_attention
 
 __all__ = ["DinoConfig", "DINOHead", "TeacherTargets", "DINOLoss", "IBOTPatchLoss", "koleo_loss", "random_patch_masks", "multi_crop",
            "pretrain_dino"]
@@ -289,7 +289,7 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
         crops = multi_crop(images[idx].to(device), cfg, gen)  # augment on the device; random draws stay on the CPU
         masks = [random_patch_masks(cfg.batch_size, patches, cfg, gen).to(device) if cfg.ibot_weight else None
                  for _ in range(2)]  # [B, P] each
-        with autocast(device, cfg.precision):
+        with autocast(device, cfg.precision), short_sequence_attention(device, cfg.precision):
             parts = _step_losses(crops, masks, modules, cfg, first_patch)
         loss = parts["dino"] + cfg.ibot_weight * parts.get("ibot", 0.0) + cfg.koleo_weight * parts.get("koleo", 0.0)
         _set_lr(opt, step, cfg)
