@@ -15,6 +15,10 @@ Only the model that scores candidates changes:
 - ``--oracle state``: the same rollouts scored by the distance between true states (agent and
   block position in units of 100 mm, the block angle as a point ``--radius`` mm from its centre).
   A perfect model *and* a perfect energy: what is left is the planner and its horizon.
+- ``--oracle state-model --state-model FILE``: the state oracle's energy, but the candidates are
+  rolled out by an MLP learned from the dataset on the true state (`experiments/state_dynamics.py
+  --save FILE`) instead of the simulator. A learned model on a perfect representation: what it
+  loses against the state oracle is what learned dynamics cost the planner, whatever the encoder.
 
 Sampling planners only (the simulator has no gradients). Writes
 experiments/results/<env>_oracle_<oracle>_<planner>[-readout].json with the learned model's benchmark
@@ -34,10 +38,12 @@ import numpy as np
 import torch
 
 import envs
+from experiments.state_dynamics import FEATURES, load_state_model
 from wmplan.bench import REPO_ROOT, file_sha1, _fingerprint, build_agent, load_spec, mpc_fingerprint
 from wmplan.cli_commands.bench import planner_settings
 from wmplan.evaluate import evaluate, make_tasks, read_episodes
 from wmplan.encoders import encoder_hash, load_encoder
+from wmplan.probe import state_targets
 from wmplan.results import hardware, wilson_interval
 from wmplan.world_model import WorldModel
 
@@ -107,6 +113,40 @@ class SimulatorModel:
         return z.reshape(M, H, *z.shape[1:])
 
 
+class LearnedStateModel(SimulatorModel):
+    """The state oracle with the simulator's rollouts replaced by a learned true-state MLP.
+
+    Each re-plan starts from the env's true state (as the state oracle does); the MLP of
+    `experiments.state_dynamics` advances it one planned step per call, and the predicted agent and
+    block pose are scored with the state oracle's features and energy.
+
+    Args:
+        wm: the learned world model whose frameskip and action size are kept.
+        env: the env the episode runs in; read (never stepped) for its current and goal state.
+        state_model: `experiments.state_dynamics.load_state_model`'s MLP.
+        radius: the block-angle lever arm (mm), as the state oracle's.
+    """
+
+    def __init__(self, wm: WorldModel, env, state_model, radius: float = 60.0):
+        super().__init__(wm, env, None, "state", radius)
+        self.state_model = state_model
+
+    def rollout(self, z_hist, actions: torch.Tensor, a_past=None) -> torch.Tensor:
+        """``[M, H, 1, 6]`` state-oracle latents of candidates ``[M, H, fs*A]`` rolled out by the MLP."""
+        M, H = actions.shape[:2]
+        x = torch.as_tensor(state_targets(self.env.get_state()[None], self.env.state_names, FEATURES))
+        x, steps = x.expand(M, -1), actions.detach().clamp(-1.0, 1.0)  # the env clips its actions the same way
+        pred = []
+        with torch.no_grad():
+            for h in range(H):
+                x = self.state_model(x, steps[:, h])  # [M, 8]
+                pred.append(x)
+        x = torch.stack(pred, 1)  # [M, H, 8]: agent xy, block xy, sin/cos of the angle, agent velocity
+        lever = self.radius * torch.nn.functional.normalize(x[..., 4:6], dim=-1)
+        self.steps_simulated += M * H * self.frameskip
+        return (torch.cat([x[..., 0:4], lever], -1) / 100.0)[:, :, None]
+
+
 def learned_same_seeds(env: str, run: str, seeds: set, readout_goal: dict | None = None,
                        results: Path = RESULTS) -> dict | None:
     """The learned model's benchmark result on the same seeds (run `<planner>[-readout]`, with the same
@@ -134,7 +174,8 @@ def _summary(episodes: list[dict]) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="pusht")
-    p.add_argument("--oracle", choices=("latent", "state"), default="state")
+    p.add_argument("--oracle", choices=("latent", "state", "state-model"), default="state")
+    p.add_argument("--state-model", default=None, help="state-model oracle: the MLP `state_dynamics.py --save` wrote")
     p.add_argument("--planner", default="cem", choices=("cem", "icem", "mppi"))
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--radius", type=float, default=60.0, help="state oracle: block-angle lever arm (mm)")
@@ -158,6 +199,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="result file; its episodes log lies in the folder of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if (args.oracle == "state-model") != (args.state_model is not None):
+        p.error("--oracle state-model and --state-model FILE go together")
     if args.readout_goal and args.oracle != "latent":
         p.error("--readout-goal needs --oracle latent (the state oracle has no latents for the probe to read)")
     if args.pool_grid is not None and (args.oracle != "latent" or args.readout_goal):
@@ -180,7 +223,10 @@ def main(argv=None) -> int:
     if args.encoder is not None:
         wm.encoder, wm.probe = load_encoder(args.encoder), None
     grid = "" if args.pool_grid is None else f"-grid{math.isqrt(wm.latent_shape[0])}"
-    model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
+    if args.oracle == "state-model":
+        model = LearnedStateModel(wm, env, load_state_model(args.state_model), args.radius)
+    else:
+        model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
     agent, settings = build_agent(spec, model, args.planner, env.action_space, readout_goal=args.readout_goal,
                                   **args.planner_settings)
     cfg = dataclasses.replace(spec.eval, episodes=args.episodes, keep_out=spec.keep_out)  # as `wmplan bench` does
@@ -195,7 +241,8 @@ def main(argv=None) -> int:
                                *([dataclasses.asdict(spec.readout_goal)] if args.readout_goal else []),
                                *([{"pool_grid": args.pool_grid}] if args.pool_grid is not None else []),
                                *([{"encoder": encoder_hash(wm.encoder)}] if args.encoder else []),
-                               *([{"proprio_weight": args.proprio_weight}] if args.proprio_weight is not None else []))
+                               *([{"proprio_weight": args.proprio_weight}] if args.proprio_weight is not None else []),
+                               *([{"state_model": file_sha1(args.state_model)}] if args.state_model else []))
     log_dir = out.with_suffix("")  # episodes.jsonl: an interrupted run resumes without redoing episodes
     episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
                         fingerprint=fingerprint, progress=not args.quiet)
@@ -206,7 +253,9 @@ def main(argv=None) -> int:
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
               "overrides": args.planner_settings, "mpc_overrides": args.mpc_settings,
               "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,
-              "radius_mm": args.radius if args.oracle == "state" else None,
+              "radius_mm": args.radius if args.oracle != "latent" else None,
+              "state_model": ({"file": args.state_model, "sha1": file_sha1(args.state_model)}
+                              if args.state_model else None),
               "tokens_per_frame": wm.latent_shape[0] if args.oracle == "latent" else None,
               "encoder_hash": encoder_hash(wm.encoder) if args.oracle == "latent" else None,  # what the energy saw
               "pool_grid_override": args.pool_grid, "encoder_override": args.encoder,

@@ -9,6 +9,10 @@ number of training episodes, so that runs on more data are compared on the same 
 MLP, with the block's pose handed to it, predicts the block well from N episodes, the data suffices
 and what a latent world model misses is in its representation or its predictor; how its error falls
 with N says what more data buys. A benchmark, not a test: it writes JSON, never a README number.
+
+`--save FILE` keeps the fitted MLP (`save_state_model`; `load_state_model` reads it back) for
+`experiments/oracle_planning.py --oracle state-model`, which plans with it: a learned model on a
+perfect representation.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wmplan.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from wmplan.data import EpisodeDataset
 from wmplan.probe import state_targets
 from wmplan.results import write_json
@@ -56,6 +61,30 @@ class StateModel(nn.Module):
 
     def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return x + self.net(torch.cat([(x - self.mean) / self.std, a], -1)) * self.std
+
+
+def save_state_model(model: StateModel, path, **info) -> None:
+    """Write the MLP as a `state_dict` plus what rebuilds it (atomic; loadable with ``weights_only=True``)."""
+    width = model.net[0].out_features
+    save_atomic({"kind": "state_model", "features": list(FEATURES), "frameskip": FRAMESKIP, "width": width,
+                 "action_dim": model.net[0].in_features - len(FEATURES), "state_dict": model.state_dict(),
+                 "info": info}, path)
+
+
+def load_state_model(path) -> StateModel:
+    """The MLP `save_state_model` wrote, in eval mode.
+
+    Raises:
+        CheckpointError: the file is another kind of checkpoint, or holds other features or frameskip.
+    """
+    ckpt = load_checkpoint(path, kind="state_model")
+    if tuple(ckpt["features"]) != FEATURES or ckpt["frameskip"] != FRAMESKIP:
+        raise CheckpointError(f"{path} models features {ckpt['features']} at frameskip {ckpt['frameskip']}; this "
+                              f"code reads {list(FEATURES)} at frameskip {FRAMESKIP}: re-fit it with --save")
+    d = len(FEATURES)
+    model = StateModel(torch.zeros(d), torch.ones(d), ckpt["action_dim"], ckpt["width"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
 
 
 def fit(x: torch.Tensor, a: torch.Tensor, steps: int, seed: int) -> StateModel:
@@ -109,6 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10_000, help="AdamW steps (batch 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument("--save", default=None, help="also write the fitted MLP here (for oracle_planning --oracle state-model)")
     args = p.parse_args(argv)
     start = time.perf_counter()
     ds = EpisodeDataset(args.data)
@@ -127,6 +157,9 @@ def main(argv=None) -> int:
               "frameskip": FRAMESKIP, "threads": torch.get_num_threads(),
               "prediction": errors(model, *windows(test, max(STEPS_AHEAD)))}
     result["seconds"] = round(time.perf_counter() - start, 1)
+    if args.save:
+        save_state_model(model, args.save, data=args.data, train_episodes=n_train, steps=args.steps, seed=args.seed)
+        result["saved"] = args.save
     write_json(args.out, result)
     return 0
 

@@ -161,3 +161,65 @@ def test_latent_oracle_plans_on_another_encoders_latents(tmp_path, tiny_pusht_ch
     with pytest.raises(SystemExit):
         main(["--oracle", "state", "--encoder", str(enc)])
     assert "--encoder needs --oracle latent" in capsys.readouterr().err
+
+
+def _pusht_state_model(seed=0):
+    """A random MLP in `experiments.state_dynamics`'s layout (8 features, one planned step of 5 push-T actions)."""
+    from experiments.state_dynamics import FEATURES, StateModel
+
+    torch.manual_seed(seed)
+    mean = torch.tensor([256.0, 256.0, 256.0, 256.0, 0.0, 0.0, 0.0, 0.0])
+    std = torch.tensor([100.0, 100.0, 100.0, 100.0, 0.7, 0.7, 50.0, 50.0])
+    return StateModel(mean, std, action_dim=10, width=16).eval(), FEATURES
+
+
+def test_state_model_oracle_rolls_the_learned_mlp_from_the_true_state(pusht, rng):
+    from experiments.oracle_planning import LearnedStateModel
+    from wmplan.probe import state_targets
+
+    mlp, features = _pusht_state_model()
+    model = LearnedStateModel(tiny_world_model(), pusht, mlp, radius=60.0)
+    start = pusht.get_state()
+    actions = _candidates(rng) * 1.5  # out of the box: clipped as the env clips them
+    z = model.rollout(None, actions)  # [M, H, 1, 6]
+    assert z.shape == (3, 2, 1, 6)
+    x = torch.as_tensor(state_targets(start[None], pusht.state_names, features))
+    with torch.no_grad():
+        for h in range(2):
+            x = mlp(x, actions[1:2, h].clamp(-1, 1))
+            lever = 60.0 * x[0, 4:6] / x[0, 4:6].norm()
+            torch.testing.assert_close(z[1, h, 0], torch.cat([x[0, :4], lever]) / 100.0)
+    np.testing.assert_array_equal(pusht.get_state(), start)  # the episode's env is read, never stepped
+    goal = model.encode(pusht.goal_observation()["pixels"][None])  # the goal is the state oracle's, exactly
+    np.testing.assert_allclose(goal[0, 0, 2:4].numpy(), pusht.goal_state[2:4] / 100.0, rtol=1e-6)
+
+
+def test_state_model_file_round_trips_and_refuses_other_checkpoints(tmp_path):
+    from experiments.state_dynamics import load_state_model, save_state_model
+    from wmplan.checkpoint import CheckpointError
+
+    mlp, _ = _pusht_state_model()
+    save_state_model(mlp, tmp_path / "sm.pt", steps=3)
+    back = load_state_model(tmp_path / "sm.pt")
+    x, a = torch.randn(4, 8), torch.randn(4, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, a), mlp(x, a), rtol=0, atol=0)
+    torch.save({"kind": "world_model"}, tmp_path / "wm.pt")
+    with pytest.raises(CheckpointError, match="expected 'state_model'"):
+        load_state_model(tmp_path / "wm.pt")
+
+
+def test_state_model_oracle_script_runs_benchmark_episodes(tmp_path, tiny_pusht_checkpoint, capsys):
+    from experiments.state_dynamics import save_state_model
+
+    save_state_model(_pusht_state_model()[0], tmp_path / "sm.pt")
+    out = tmp_path / "sm.json"
+    assert main(["--oracle", "state-model", "--state-model", str(tmp_path / "sm.pt"), "--episodes", "1",
+                 "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
+                 "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["oracle"] == "state-model" and result["oracle_result"]["episodes"] == 1
+    assert result["state_model"]["file"] == str(tmp_path / "sm.pt") and len(result["state_model"]["sha1"]) == 40
+    with pytest.raises(SystemExit):
+        main(["--oracle", "state-model", "--episodes", "1"])
+    assert "--oracle state-model and --state-model FILE go together" in capsys.readouterr().err

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from wmplan.data import EpisodeDataset
 from wmplan.data.dataset import episode_path, write_episode, write_meta
@@ -35,12 +36,21 @@ def test_state_model_beats_a_still_block_and_reports_each_horizon(tmp_path):
 
     make_dataset(tmp_path / "d")
     out = tmp_path / "r.json"
-    assert main(["--data", str(tmp_path / "d"), "--held-out", "3", "--steps", "300", "--out", str(out)]) == 0
+    assert main(["--data", str(tmp_path / "d"), "--held-out", "3", "--steps", "300", "--out", str(out),
+                 "--save", str(tmp_path / "sm.pt")]) == 0
     r = json.loads(out.read_text())
+    assert r["saved"] == str(tmp_path / "sm.pt")
     assert (r["train_episodes"], r["held_out_episodes"]) == (9, 3)
     five = r["prediction"]["5_steps"]
     assert five["env_steps"] == 25 and five["block_pos_mm_median"] < five["no_change_baseline_block_pos_mm_median"] / 2
     assert set(r["prediction"]) == {"1_steps", "5_steps", "10_steps"}
+    from experiments.state_dynamics import load_state_model
+
+    model = load_state_model(tmp_path / "sm.pt")  # the fitted MLP, for oracle_planning --oracle state-model
+    x = torch.tensor([[256.0, 256.0, 256.0, 256.0, 0.0, 1.0, 0.0, 0.0]])
+    with torch.no_grad():
+        moved = model(x, torch.tensor([[1.0, 0.0] * 5]))[0, 2] - x[0, 2]  # 5 actions of +1 on x: +50 mm
+    assert 25.0 < float(moved) < 75.0
 
 
 def test_state_dynamics_refuses_other_envs_and_impossible_splits(tmp_path):
