@@ -19,7 +19,15 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 ORACLE_START, ORACLE_END = "<!-- oracle:start -->", "<!-- oracle:end -->"
 SPEED_START, SPEED_END = "<!-- speed:start -->", "<!-- speed:end -->"
 COST_START, COST_END = "<!-- cost:start -->", "<!-- cost:end -->"
-SCORERS = {"latent": "simulator + frozen encoder (latent oracle)", "state": "simulator, true-state distance (state oracle)"}
+SCORERS = {"latent": "simulator + frozen encoder (latent oracle)", "state": "simulator, true-state distance (state oracle)",
+           "state-model": "true-state MLP learned from the data, true-state distance (learned state model)"}
+
+
+def _state_model_data(record: dict) -> str:
+    """Which learned state model an oracle row planned with: its members and the data it was fitted on."""
+    fit, members = record.get("fit", {}), record["members"]
+    data = f"{fit['train_episodes']} episodes of `{Path(fit['data']).name}`" if "data" in fit else "the data"
+    return data + (f" (ensemble of {members})" if members > 1 else "")
 
 
 def _oracle_row(env: str, planner: str, scorer: str, r: dict, replan: str) -> str:
@@ -66,6 +74,8 @@ def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None, e
         if d.get("encoder_override"):  # the energy on another encoder's latents than the checkpoint's
             scorer = scorer.replace("frozen encoder", f"frozen encoder `{Path(d['encoder_override']).name}`, "
                                                       f"{d['tokens_per_frame']} tokens per frame")
+        if d["oracle"] == "state-model":
+            scorer = scorer.replace("the data", _state_model_data(d["state_model"]))
         rows.append(_oracle_row(env, planner + stale, scorer, d["oracle_result"], f"{median:.1f}"))
     if not rows:
         return ""

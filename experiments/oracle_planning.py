@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 import envs
-from experiments.state_dynamics import FEATURES, load_state_model
+from experiments.state_dynamics import FEATURES, load_state_model, state_model_info
 from wmplan.bench import REPO_ROOT, file_sha1, _fingerprint, build_agent, load_spec, mpc_fingerprint
 from wmplan.cli_commands.bench import planner_settings
 from wmplan.evaluate import evaluate, make_tasks, read_episodes
@@ -114,37 +114,51 @@ class SimulatorModel:
 
 
 class LearnedStateModel(SimulatorModel):
-    """The state oracle with the simulator's rollouts replaced by a learned true-state MLP.
+    """The state oracle with the simulator's rollouts replaced by learned true-state MLPs.
 
-    Each re-plan starts from the env's true state (as the state oracle does); the MLP of
-    `experiments.state_dynamics` advances it one planned step per call, and the predicted agent and
-    block pose are scored with the state oracle's features and energy.
+    Each re-plan starts from the env's true state (as the state oracle does); each MLP of the
+    `experiments.state_dynamics` ensemble advances it one planned step per call on its own
+    trajectory, and the predicted agent and block pose are scored with the state oracle's features.
+    Member k's prediction is token k of the latent ``[.., K, 6]`` and the goal is the same on every
+    token, so the L2 goal energy is the members' mean squared distance to the goal: the distance of
+    their mean plus their spread, a penalty where the members disagree (PETS, Chua et al. 2018).
 
     Args:
         wm: the learned world model whose frameskip and action size are kept.
         env: the env the episode runs in; read (never stepped) for its current and goal state.
-        state_model: `experiments.state_dynamics.load_state_model`'s MLP.
+        members: `experiments.state_dynamics.load_state_model`'s MLPs (one or more).
         radius: the block-angle lever arm (mm), as the state oracle's.
     """
 
-    def __init__(self, wm: WorldModel, env, state_model, radius: float = 60.0):
+    def __init__(self, wm: WorldModel, env, members, radius: float = 60.0):
         super().__init__(wm, env, None, "state", radius)
-        self.state_model = state_model
+        self.members = list(members)
+        self.latent_shape = (len(self.members), 6)
+
+    def encode(self, pixels, proprio=None) -> torch.Tensor:
+        """The state oracle's features ``[1, K, 6]``, the same on each member's token."""
+        return super().encode(pixels, proprio).expand(-1, len(self.members), -1)
+
+    def block_readout(self, z: torch.Tensor) -> torch.Tensor:
+        """The members' mean block position (mm) ``[..., 2]`` from latents ``[..., K, 6]``."""
+        return z[..., 2:4].mean(-2) * 100.0
 
     def rollout(self, z_hist, actions: torch.Tensor, a_past=None) -> torch.Tensor:
-        """``[M, H, 1, 6]`` state-oracle latents of candidates ``[M, H, fs*A]`` rolled out by the MLP."""
+        """``[M, H, K, 6]`` state-oracle latents of candidates ``[M, H, fs*A]`` rolled out by each member."""
         M, H = actions.shape[:2]
-        x = torch.as_tensor(state_targets(self.env.get_state()[None], self.env.state_names, FEATURES))
-        x, steps = x.expand(M, -1), actions.detach().clamp(-1.0, 1.0)  # the env clips its actions the same way
-        pred = []
+        start = torch.as_tensor(state_targets(self.env.get_state()[None], self.env.state_names, FEATURES))
+        steps, tokens = actions.detach().clamp(-1.0, 1.0), []  # the env clips its actions the same way
         with torch.no_grad():
-            for h in range(H):
-                x = self.state_model(x, steps[:, h])  # [M, 8]
-                pred.append(x)
-        x = torch.stack(pred, 1)  # [M, H, 8]: agent xy, block xy, sin/cos of the angle, agent velocity
+            for member in self.members:
+                x, pred = start.expand(M, -1), []
+                for h in range(H):
+                    x = member(x, steps[:, h])  # [M, 8]: agent xy, block xy, sin/cos of the angle, agent velocity
+                    pred.append(x)
+                tokens.append(torch.stack(pred, 1))  # [M, H, 8]
+        x = torch.stack(tokens, 2)  # [M, H, K, 8]
         lever = self.radius * torch.nn.functional.normalize(x[..., 4:6], dim=-1)
         self.steps_simulated += M * H * self.frameskip
-        return (torch.cat([x[..., 0:4], lever], -1) / 100.0)[:, :, None]
+        return torch.cat([x[..., 0:4], lever], -1) / 100.0
 
 
 def learned_same_seeds(env: str, run: str, seeds: set, readout_goal: dict | None = None,
@@ -254,7 +268,8 @@ def main(argv=None) -> int:
               "overrides": args.planner_settings, "mpc_overrides": args.mpc_settings,
               "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,
               "radius_mm": args.radius if args.oracle != "latent" else None,
-              "state_model": ({"file": args.state_model, "sha1": file_sha1(args.state_model)}
+              "state_model": ({"file": args.state_model, "sha1": file_sha1(args.state_model),
+                               "members": len(model.members), "fit": state_model_info(args.state_model)}
                               if args.state_model else None),
               "tokens_per_frame": wm.latent_shape[0] if args.oracle == "latent" else None,
               "encoder_hash": encoder_hash(wm.encoder) if args.oracle == "latent" else None,  # what the energy saw

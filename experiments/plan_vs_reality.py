@@ -13,6 +13,9 @@ the latent the plan predicted for the end of that step with the simulator's stat
 
     python -m experiments.plan_vs_reality --env pusht --planner gd --planner-settings '{"num_starts": 4, "iterations": 8}' \
         --checkpoint CKPT --episodes 10 --out plan_vs_reality.json
+
+`--state-model FILE` checks the learned true-state model of `oracle_planning.py --oracle state-model`
+instead (sampling planners): its predicted block is read directly, the members' mean.
 """
 
 from __future__ import annotations
@@ -34,16 +37,14 @@ def _block_read(wm, readout, z: torch.Tensor) -> np.ndarray:
         return readout(z.to(wm.device)).cpu().numpy()
 
 
-def run(spec, wm, agent, tasks) -> list[dict]:
+def run(spec, wm, agent, tasks, env) -> list[dict]:
     """Per executed planned step: true block before/after, predicted and real-latent reads after."""
-    import envs
-
     from wmplan.costs import probe_readout
     from wmplan.evaluate import reset_to_task
 
-    env = envs.make(spec.env, **spec.env_kwargs)
     names = list(env.state_names)
-    readout, index = probe_readout(wm.probe, BLOCK), [names.index(n) for n in BLOCK]
+    readout = getattr(wm, "block_readout", None) or probe_readout(wm.probe, BLOCK)
+    index = [names.index(n) for n in BLOCK]
     fs, rows = agent.controller.fs, []
     for task in tasks:
         obs, _, goal = reset_to_task(env, task)
@@ -60,7 +61,6 @@ def run(spec, wm, agent, tasks) -> list[dict]:
             real = _block_read(wm, readout, agent.controller.encode(obs["pixels"][None], None if proprio is None else proprio[None]))[0]
             rows.append({"seed": task.seed, "step": (k + 1) * fs, "start": start.tolist(), "true": true.tolist(),
                          "predicted": predicted.tolist(), "real_read": real.tolist()})
-    env.close()
     return rows
 
 
@@ -97,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--planner-settings", type=planner_settings, default={})
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--episodes", type=int, default=10, help="the benchmark's first N seeded tasks")
+    p.add_argument("--state-model", default=None,
+                   help="check the learned true-state model (experiments/state_dynamics.py --save) instead")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -106,13 +108,19 @@ def main(argv=None) -> int:
     env = envs.make(spec.env, **spec.env_kwargs)
     ckpt = REPO_ROOT / (args.checkpoint or spec.checkpoint)  # an absolute path stays as it is
     wm = load_model(ckpt, env, spec.env, "cpu")
-    if getattr(wm, "probe", None) is None:
+    if args.state_model:
+        from experiments.oracle_planning import LearnedStateModel
+        from experiments.state_dynamics import load_state_model
+
+        wm = LearnedStateModel(wm, env, load_state_model(args.state_model))  # reads `env`, where the episodes run
+    elif getattr(wm, "probe", None) is None:
         raise SystemExit(f"{ckpt} has no probe to read the block with")
     agent, settings = build_agent(spec, wm, args.planner, env.action_space, **args.planner_settings)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
+    rows = run(dataclasses.replace(spec, eval=cfg), wm, agent, tasks, env)
     env.close()
-    rows = run(dataclasses.replace(spec, eval=cfg), wm, agent, tasks)
     result = {"env": spec.env, "planner": args.planner, "planner_settings": settings, "checkpoint": str(ckpt),
+              "state_model": args.state_model,
               "episodes": args.episodes, "summary": summarize(rows), "steps": rows}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["summary"], indent=1))

@@ -87,6 +87,9 @@ def main(argv=None) -> int:
     p.add_argument("--source", default=None, help="the dataset the model was trained on (required unless --describe)")
     p.add_argument("--out", required=True, help="new dataset directory: the source's episodes, then the agent's")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
+    p.add_argument("--state-model", default=None,
+                   help="drive with the learned true-state model (experiments/state_dynamics.py --save) in place of "
+                        "the world model, as oracle_planning --oracle state-model does (sampling planners only)")
     p.add_argument("--planner", default="gd")
     p.add_argument("--planner-settings", type=planner_settings, default={})
     p.add_argument("--episodes", type=int, default=100, help="agent episodes to add")
@@ -123,10 +126,16 @@ def collect_agent_episodes(args) -> int:
     env = envs.make(spec.env, image_size=read_meta(source)["image_size"], **spec.env_kwargs)
     ckpt = REPO_ROOT / (args.checkpoint or spec.checkpoint)
     wm = load_model(ckpt, env, spec.env, "cpu")
+    if args.state_model:
+        from experiments.oracle_planning import LearnedStateModel
+        from experiments.state_dynamics import load_state_model
+
+        wm = LearnedStateModel(wm, env, load_state_model(args.state_model))
     agent, settings = build_agent(spec, wm, args.planner, env.action_space, **args.planner_settings)
     n_source = len(EpisodeDataset(source))
     n_source = min(n_source, args.source_episodes) if args.source_episodes else n_source
     record = {"source": str(source.resolve()), "source_episodes": n_source, "checkpoint": str(ckpt),
+              **({"state_model": str(args.state_model)} if args.state_model else {}),
               "planner": args.planner, "planner_settings": settings, "seed": args.seed, "noise": args.noise,
               "budget": cfg.budget}
     meta = read_meta(source)

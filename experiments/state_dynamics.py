@@ -12,7 +12,7 @@ with N says what more data buys. A benchmark, not a test: it writes JSON, never 
 
 `--save FILE` keeps the fitted MLP (`save_state_model`; `load_state_model` reads it back) for
 `experiments/oracle_planning.py --oracle state-model`, which plans with it: a learned model on a
-perfect representation.
+perfect representation. `--ensemble K` fits K MLPs from seeds seed..seed+K-1 and saves them all.
 """
 
 from __future__ import annotations
@@ -63,16 +63,17 @@ class StateModel(nn.Module):
         return x + self.net(torch.cat([(x - self.mean) / self.std, a], -1)) * self.std
 
 
-def save_state_model(model: StateModel, path, **info) -> None:
-    """Write the MLP as a `state_dict` plus what rebuilds it (atomic; loadable with ``weights_only=True``)."""
-    width = model.net[0].out_features
-    save_atomic({"kind": "state_model", "features": list(FEATURES), "frameskip": FRAMESKIP, "width": width,
-                 "action_dim": model.net[0].in_features - len(FEATURES), "state_dict": model.state_dict(),
+def save_state_model(members: list[StateModel], path, **info) -> None:
+    """Write an ensemble of MLPs (one or more members) as `state_dict`s plus what rebuilds them
+    (atomic; loadable with ``weights_only=True``)."""
+    first = members[0].net[0]
+    save_atomic({"kind": "state_model", "features": list(FEATURES), "frameskip": FRAMESKIP, "width": first.out_features,
+                 "action_dim": first.in_features - len(FEATURES), "members": [m.state_dict() for m in members],
                  "info": info}, path)
 
 
-def load_state_model(path) -> StateModel:
-    """The MLP `save_state_model` wrote, in eval mode.
+def load_state_model(path) -> list[StateModel]:
+    """The ensemble's members `save_state_model` wrote, in eval mode.
 
     Raises:
         CheckpointError: the file is another kind of checkpoint, or holds other features or frameskip.
@@ -81,10 +82,17 @@ def load_state_model(path) -> StateModel:
     if tuple(ckpt["features"]) != FEATURES or ckpt["frameskip"] != FRAMESKIP:
         raise CheckpointError(f"{path} models features {ckpt['features']} at frameskip {ckpt['frameskip']}; this "
                               f"code reads {list(FEATURES)} at frameskip {FRAMESKIP}: re-fit it with --save")
-    d = len(FEATURES)
-    model = StateModel(torch.zeros(d), torch.ones(d), ckpt["action_dim"], ckpt["width"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    members = []
+    for state in ckpt["members"]:
+        model = StateModel(torch.zeros(len(FEATURES)), torch.ones(len(FEATURES)), ckpt["action_dim"], ckpt["width"])
+        model.load_state_dict(state)
+        members.append(model.eval())
+    return members
+
+
+def state_model_info(path) -> dict:
+    """What `save_state_model` recorded about the fit (data, training episodes, steps, seed)."""
+    return load_checkpoint(path, kind="state_model")["info"]
 
 
 def fit(x: torch.Tensor, a: torch.Tensor, steps: int, seed: int) -> StateModel:
@@ -135,30 +143,41 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, help="a push-T dataset (wmplan collect)")
     p.add_argument("--train-episodes", type=int, default=0, help="train on the first N episodes (0: all but the held-out ones)")
     p.add_argument("--held-out", type=int, default=500, help="the dataset's last M episodes are the test set")
+    p.add_argument("--test-data", default=None,
+                   help="take the held-out episodes (its last --held-out) from this dataset instead, and train on "
+                        "--data's first --train-episodes (0: all), e.g. planner data whose source is that dataset")
     p.add_argument("--steps", type=int, default=10_000, help="AdamW steps (batch 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--save", default=None, help="also write the fitted MLP here (for oracle_planning --oracle state-model)")
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="fit this many MLPs (seeds seed, seed+1, ...) and save them all; errors are the first one's")
     args = p.parse_args(argv)
+    if args.ensemble < 1:
+        p.error(f"--ensemble must be >= 1, got {args.ensemble}")
     start = time.perf_counter()
     ds = EpisodeDataset(args.data)
-    if ds.meta.get("env") != "pusht":
-        p.error(f"{args.data} holds {ds.meta.get('env')!r} episodes; this check reads push-T's state layout")
-    n_test = args.held_out
-    n_train = args.train_episodes or len(ds) - n_test
-    if not 0 < n_test < len(ds) or not 0 < n_train <= len(ds) - n_test:
+    test_ds = EpisodeDataset(args.test_data) if args.test_data else ds
+    for data in (ds, test_ds):
+        if data.meta.get("env") != "pusht":
+            p.error(f"{data.root} holds {data.meta.get('env')!r} episodes; this check reads push-T's state layout")
+    n_test, room = args.held_out, len(ds) if args.test_data else len(ds) - args.held_out
+    n_train = args.train_episodes or room
+    if not 0 < n_test < len(test_ds) or not 0 < n_train <= room:
         p.error(f"{len(ds)} episodes cannot give {n_train} training and {n_test} held-out ones")
     names = ds.meta["state_names"]
-    load = lambda ids: [(state_targets(e["states"], names, FEATURES), e["actions"])
-                        for e in (ds.episode(i, keys=("states", "actions")) for i in ids)]
-    model = fit(*windows(load(range(n_train)), 1), args.steps, args.seed)
-    test = load(range(len(ds) - n_test, len(ds)))
-    result = {"data": args.data, "train_episodes": n_train, "held_out_episodes": n_test, "steps": args.steps,
-              "frameskip": FRAMESKIP, "threads": torch.get_num_threads(),
+    load = lambda data, ids: [(state_targets(e["states"], names, FEATURES), e["actions"])
+                              for e in (data.episode(i, keys=("states", "actions")) for i in ids)]
+    train = windows(load(ds, range(n_train)), 1)
+    members = [fit(*train, args.steps, args.seed + k) for k in range(args.ensemble)]
+    model = members[0]
+    test = load(test_ds, range(len(test_ds) - n_test, len(test_ds)))
+    result = {"data": args.data, "test_data": args.test_data or args.data, "train_episodes": n_train,
+              "held_out_episodes": n_test, "steps": args.steps, "ensemble": args.ensemble, "frameskip": FRAMESKIP, "threads": torch.get_num_threads(),
               "prediction": errors(model, *windows(test, max(STEPS_AHEAD)))}
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.save:
-        save_state_model(model, args.save, data=args.data, train_episodes=n_train, steps=args.steps, seed=args.seed)
+        save_state_model(members, args.save, data=args.data, train_episodes=n_train, steps=args.steps, seed=args.seed)
         result["saved"] = args.save
     write_json(args.out, result)
     return 0

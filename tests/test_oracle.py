@@ -173,37 +173,52 @@ def _pusht_state_model(seed=0):
     return StateModel(mean, std, action_dim=10, width=16).eval(), FEATURES
 
 
-def test_state_model_oracle_rolls_the_learned_mlp_from_the_true_state(pusht, rng):
+def test_state_model_oracle_rolls_each_member_from_the_true_state(pusht, rng):
     from experiments.oracle_planning import LearnedStateModel
     from wmplan.probe import state_targets
 
-    mlp, features = _pusht_state_model()
-    model = LearnedStateModel(tiny_world_model(), pusht, mlp, radius=60.0)
+    (mlp, features), (other, _) = _pusht_state_model(0), _pusht_state_model(1)
+    model = LearnedStateModel(tiny_world_model(), pusht, [mlp, other], radius=60.0)
     start = pusht.get_state()
     actions = _candidates(rng) * 1.5  # out of the box: clipped as the env clips them
-    z = model.rollout(None, actions)  # [M, H, 1, 6]
-    assert z.shape == (3, 2, 1, 6)
-    x = torch.as_tensor(state_targets(start[None], pusht.state_names, features))
-    with torch.no_grad():
-        for h in range(2):
-            x = mlp(x, actions[1:2, h].clamp(-1, 1))
-            lever = 60.0 * x[0, 4:6] / x[0, 4:6].norm()
-            torch.testing.assert_close(z[1, h, 0], torch.cat([x[0, :4], lever]) / 100.0)
+    z = model.rollout(None, actions)  # [M, H, K, 6]: member k's trajectory on token k
+    assert z.shape == (3, 2, 2, 6) and model.latent_shape == (2, 6)
+    for k, member in enumerate((mlp, other)):
+        x = torch.as_tensor(state_targets(start[None], pusht.state_names, features))
+        with torch.no_grad():
+            for h in range(2):
+                x = member(x, actions[1:2, h].clamp(-1, 1))
+                lever = 60.0 * x[0, 4:6] / x[0, 4:6].norm()
+                torch.testing.assert_close(z[1, h, k], torch.cat([x[0, :4], lever]) / 100.0)
     np.testing.assert_array_equal(pusht.get_state(), start)  # the episode's env is read, never stepped
-    goal = model.encode(pusht.goal_observation()["pixels"][None])  # the goal is the state oracle's, exactly
-    np.testing.assert_allclose(goal[0, 0, 2:4].numpy(), pusht.goal_state[2:4] / 100.0, rtol=1e-6)
+    goal = model.encode(pusht.goal_observation()["pixels"][None])  # the state oracle's goal, on every token
+    assert goal.shape == (1, 2, 6)
+    np.testing.assert_allclose(goal[0, :, 2:4].numpy(), np.tile(pusht.goal_state[2:4] / 100.0, (2, 1)), rtol=1e-6)
+
+
+def test_state_model_ensemble_energy_adds_the_members_spread(pusht):
+    """With the goal on every token, the L2 goal energy is the mean's distance plus the members' variance."""
+    from wmplan.costs import CostContext, GoalEnergy
+
+    g = torch.zeros(1, 2, 6)
+    z = torch.zeros(1, 1, 1, 2, 6)  # [B, N, H, K, D]
+    z[..., 0, 0], z[..., 1, 0] = 1.0, 3.0  # members at 1 and 3 on one feature: mean 2, variance 1
+    energy = GoalEnergy().amount(CostContext(actions=torch.zeros(1, 1, 1, 10), z_pred=z, z_goal=g))
+    torch.testing.assert_close(energy, torch.tensor([[(2.0**2 + 1.0) / 6]]))
 
 
 def test_state_model_file_round_trips_and_refuses_other_checkpoints(tmp_path):
     from experiments.state_dynamics import load_state_model, save_state_model
     from wmplan.checkpoint import CheckpointError
 
-    mlp, _ = _pusht_state_model()
-    save_state_model(mlp, tmp_path / "sm.pt", steps=3)
+    members = [_pusht_state_model(0)[0], _pusht_state_model(1)[0]]
+    save_state_model(members, tmp_path / "sm.pt", steps=3)
     back = load_state_model(tmp_path / "sm.pt")
+    assert len(back) == 2
     x, a = torch.randn(4, 8), torch.randn(4, 10)
     with torch.no_grad():
-        torch.testing.assert_close(back(x, a), mlp(x, a), rtol=0, atol=0)
+        for mine, theirs in zip(back, members):
+            torch.testing.assert_close(mine(x, a), theirs(x, a), rtol=0, atol=0)
     torch.save({"kind": "world_model"}, tmp_path / "wm.pt")
     with pytest.raises(CheckpointError, match="expected 'state_model'"):
         load_state_model(tmp_path / "wm.pt")
@@ -212,7 +227,7 @@ def test_state_model_file_round_trips_and_refuses_other_checkpoints(tmp_path):
 def test_state_model_oracle_script_runs_benchmark_episodes(tmp_path, tiny_pusht_checkpoint, capsys):
     from experiments.state_dynamics import save_state_model
 
-    save_state_model(_pusht_state_model()[0], tmp_path / "sm.pt")
+    save_state_model([_pusht_state_model()[0]], tmp_path / "sm.pt", data="/d/pusht_tiny", train_episodes=3)
     out = tmp_path / "sm.json"
     assert main(["--oracle", "state-model", "--state-model", str(tmp_path / "sm.pt"), "--episodes", "1",
                  "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
@@ -220,6 +235,12 @@ def test_state_model_oracle_script_runs_benchmark_episodes(tmp_path, tiny_pusht_
     result = json.loads(out.read_text())
     assert result["oracle"] == "state-model" and result["oracle_result"]["episodes"] == 1
     assert result["state_model"]["file"] == str(tmp_path / "sm.pt") and len(result["state_model"]["sha1"]) == 40
+    assert result["state_model"]["members"] == 1 and result["state_model"]["fit"]["train_episodes"] == 3
+    from experiments.make_results import oracle_table
+
+    out.rename(tmp_path / "pusht_oracle_state-model_cem.json")
+    assert (" | true-state MLP learned from 3 episodes of `pusht_tiny`, true-state distance (learned state model) | "
+            in oracle_table(tmp_path))
     with pytest.raises(SystemExit):
         main(["--oracle", "state-model", "--episodes", "1"])
     assert "--oracle state-model and --state-model FILE go together" in capsys.readouterr().err

@@ -28,3 +28,22 @@ def test_one_episode_records_every_executed_planned_step(tmp_path):
     assert [s["step"] for s in steps] == list(range(5, 55, 5))  # 50 env steps in planned steps of 5
     assert all(len(s[k]) == 2 for s in steps for k in ("start", "true", "predicted", "real_read"))
     assert steps[1]["start"] == steps[0]["true"]  # a planned step starts where the last one ended
+
+
+def test_the_learned_state_model_is_checked_against_the_simulator(tmp_path):
+    import torch
+
+    from experiments.state_dynamics import FEATURES, StateModel, save_state_model
+
+    checkpoint, out, sm = tmp_path / "wm.pt", tmp_path / "pvr.json", tmp_path / "sm.pt"
+    tiny_world_model().save(checkpoint)  # no block probe: the state model's block is read directly
+    torch.manual_seed(0)
+    save_state_model([StateModel(torch.zeros(len(FEATURES)), torch.ones(len(FEATURES)), 10, width=8)], sm)
+    assert main(["--planner", "cem", "--planner-settings", '{"num_samples": 4, "num_elites": 2, "iterations": 1}',
+                 "--checkpoint", str(checkpoint), "--state-model", str(sm), "--episodes", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["state_model"] == str(sm) and len(result["steps"]) == 10
+    # the real read is the true state itself, so its error is zero; the prediction is the MLP's
+    assert result["summary"]["all"]["real_read_error_mm"] == 0.0
+    steps = result["steps"]
+    assert steps[1]["start"] == steps[0]["true"]

@@ -61,3 +61,21 @@ def test_source_episodes_links_only_the_first_ones(tmp_path, source):
     assert main(_args(checkpoint, source, out, episodes=1) + ["--source-episodes", "1"]) == 0
     union = EpisodeDataset(out)
     assert list(union.lengths()) == [20, 50] and union.meta["planner_data"]["source_episodes"] == 1
+
+
+def test_the_learned_state_model_can_drive_the_agent(tmp_path, source):
+    import torch
+
+    from experiments.state_dynamics import FEATURES, StateModel, save_state_model
+
+    checkpoint, out, sm = tmp_path / "wm.pt", tmp_path / "union", tmp_path / "sm.pt"
+    tiny_world_model().save(checkpoint)
+    torch.manual_seed(0)
+    save_state_model([StateModel(torch.zeros(len(FEATURES)), torch.ones(len(FEATURES)), 10, width=8)], sm)
+    args = ["--source", str(source), "--out", str(out), "--checkpoint", str(checkpoint), "--state-model", str(sm),
+            "--planner", "cem", "--planner-settings", '{"num_samples": 4, "num_elites": 2, "iterations": 1}',
+            "--episodes", "1", "--seed", "20000"]
+    assert main(args) == 0
+    union = EpisodeDataset(out)
+    assert len(union) == 3 and union.meta["planner_data"]["state_model"] == str(sm)
+    assert list(union.lengths())[-1] == 50

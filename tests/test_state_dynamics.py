@@ -37,16 +37,17 @@ def test_state_model_beats_a_still_block_and_reports_each_horizon(tmp_path):
     make_dataset(tmp_path / "d")
     out = tmp_path / "r.json"
     assert main(["--data", str(tmp_path / "d"), "--held-out", "3", "--steps", "300", "--out", str(out),
-                 "--save", str(tmp_path / "sm.pt")]) == 0
+                 "--save", str(tmp_path / "sm.pt"), "--ensemble", "2"]) == 0
     r = json.loads(out.read_text())
-    assert r["saved"] == str(tmp_path / "sm.pt")
+    assert r["saved"] == str(tmp_path / "sm.pt") and r["ensemble"] == 2
     assert (r["train_episodes"], r["held_out_episodes"]) == (9, 3)
     five = r["prediction"]["5_steps"]
     assert five["env_steps"] == 25 and five["block_pos_mm_median"] < five["no_change_baseline_block_pos_mm_median"] / 2
     assert set(r["prediction"]) == {"1_steps", "5_steps", "10_steps"}
     from experiments.state_dynamics import load_state_model
 
-    model = load_state_model(tmp_path / "sm.pt")  # the fitted MLP, for oracle_planning --oracle state-model
+    model, other = load_state_model(tmp_path / "sm.pt")  # the fitted MLPs, for oracle_planning --oracle state-model
+    assert not torch.equal(model.net[0].weight, other.net[0].weight)  # members from different seeds
     x = torch.tensor([[256.0, 256.0, 256.0, 256.0, 0.0, 1.0, 0.0, 0.0]])
     with torch.no_grad():
         moved = model(x, torch.tensor([[1.0, 0.0] * 5]))[0, 2] - x[0, 2]  # 5 actions of +1 on x: +50 mm
@@ -62,3 +63,17 @@ def test_state_dynamics_refuses_other_envs_and_impossible_splits(tmp_path):
     make_dataset(tmp_path / "d", episodes=2, steps=60)
     with pytest.raises(SystemExit):
         main(["--data", str(tmp_path / "d"), "--held-out", "1", "--train-episodes", "5", "--out", str(tmp_path / "r.json")])
+    with pytest.raises(SystemExit):
+        main(["--data", str(tmp_path / "d"), "--held-out", "1", "--ensemble", "0", "--out", str(tmp_path / "r.json")])
+
+
+def test_held_out_episodes_can_come_from_another_dataset(tmp_path):
+    from experiments.state_dynamics import main
+
+    make_dataset(tmp_path / "train", episodes=4)
+    make_dataset(tmp_path / "test", episodes=5)
+    out = tmp_path / "r.json"
+    assert main(["--data", str(tmp_path / "train"), "--test-data", str(tmp_path / "test"), "--held-out", "2",
+                 "--steps", "50", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert (r["train_episodes"], r["held_out_episodes"], r["test_data"]) == (4, 2, str(tmp_path / "test"))
