@@ -264,3 +264,19 @@ def test_prediction_errors_reports_each_horizon_in_env_steps(tmp_path):
     # the block never moves, so its last real state is exactly right; the random probe is not
     assert out["3_steps"]["no_change_true_state"] == {"block_pos_mm_median": 0.0, "block_angle_deg_median": 0.0}
     assert out["3_steps"]["block_pos_mm_median"] > 100
+
+
+def test_atomic_checkpoint_writes_get_an_ordinary_file_mode_and_leave_no_temporary(tmp_path):
+    import os
+    import stat
+
+    from wmplan.checkpoint import load_checkpoint, save_atomic
+
+    old = os.umask(0o022)
+    try:
+        path = save_atomic({"kind": "x", "w": torch.ones(2)}, tmp_path / "sub" / "c.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by others, as `torch.save` to a path would make it
+    assert [f.name for f in path.parent.iterdir()] == ["c.pt"]
+    assert torch.equal(load_checkpoint(path, kind="x")["w"], torch.ones(2))

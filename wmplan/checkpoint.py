@@ -20,6 +20,12 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, of the wrong kind, or made for another setup."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
     """Write `obj` with `torch.save` to `path` atomically (tmp file + `os.replace`)."""
     path = Path(path)
@@ -30,6 +36,7 @@ def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it any new file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
