@@ -135,6 +135,11 @@ class LearnedStateModel(SimulatorModel):
         self.members = list(members)
         self.latent_shape = (len(self.members), 6)
 
+    @classmethod
+    def from_file(cls, wm: WorldModel, env, path, radius: float = 60.0) -> "LearnedStateModel":
+        """The ensemble `experiments/state_dynamics.py --save` wrote to `path`, reading `env`."""
+        return cls(wm, env, load_state_model(path), radius)
+
     def encode(self, pixels, proprio=None) -> torch.Tensor:
         """The state oracle's features ``[1, K, 6]``, the same on each member's token."""
         return super().encode(pixels, proprio).expand(-1, len(self.members), -1)
@@ -238,7 +243,7 @@ def main(argv=None) -> int:
         wm.encoder, wm.probe = load_encoder(args.encoder), None
     grid = "" if args.pool_grid is None else f"-grid{math.isqrt(wm.latent_shape[0])}"
     if args.oracle == "state-model":
-        model = LearnedStateModel(wm, env, load_state_model(args.state_model), args.radius)
+        model = LearnedStateModel.from_file(wm, env, args.state_model, args.radius)
     else:
         model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
     agent, settings = build_agent(spec, model, args.planner, env.action_space, readout_goal=args.readout_goal,
@@ -250,13 +255,14 @@ def main(argv=None) -> int:
     loop += f"-enc{encoder_hash(wm.encoder)[:8]}" if args.encoder else ""  # never the default run's file
     loop += f"-pw{args.proprio_weight:g}" if args.proprio_weight is not None else ""
     out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}{grid}{loop}.json"
+    state_sha1 = file_sha1(args.state_model) if args.state_model else None
     fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, file_sha1(wm_path),
                                dataclasses.asdict(cfg) | {"episodes": None, "videos": None}, mpc_fingerprint(spec.mpc),
                                *([dataclasses.asdict(spec.readout_goal)] if args.readout_goal else []),
                                *([{"pool_grid": args.pool_grid}] if args.pool_grid is not None else []),
                                *([{"encoder": encoder_hash(wm.encoder)}] if args.encoder else []),
                                *([{"proprio_weight": args.proprio_weight}] if args.proprio_weight is not None else []),
-                               *([{"state_model": file_sha1(args.state_model)}] if args.state_model else []))
+                               *([{"state_model": state_sha1}] if args.state_model else []))
     log_dir = out.with_suffix("")  # episodes.jsonl: an interrupted run resumes without redoing episodes
     episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
                         fingerprint=fingerprint, progress=not args.quiet)
@@ -268,7 +274,7 @@ def main(argv=None) -> int:
               "overrides": args.planner_settings, "mpc_overrides": args.mpc_settings,
               "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,
               "radius_mm": args.radius if args.oracle != "latent" else None,
-              "state_model": ({"file": args.state_model, "sha1": file_sha1(args.state_model),
+              "state_model": ({"file": args.state_model, "sha1": state_sha1,
                                "members": len(model.members), "fit": state_model_info(args.state_model)}
                               if args.state_model else None),
               "tokens_per_frame": wm.latent_shape[0] if args.oracle == "latent" else None,

@@ -110,9 +110,8 @@ def main(argv=None) -> int:
     wm = load_model(ckpt, env, spec.env, "cpu")
     if args.state_model:
         from experiments.oracle_planning import LearnedStateModel
-        from experiments.state_dynamics import load_state_model
 
-        wm = LearnedStateModel(wm, env, load_state_model(args.state_model))  # reads `env`, where the episodes run
+        wm = LearnedStateModel.from_file(wm, env, args.state_model)  # reads `env`, where the episodes run
     elif getattr(wm, "probe", None) is None:
         raise SystemExit(f"{ckpt} has no probe to read the block with")
     agent, settings = build_agent(spec, wm, args.planner, env.action_space, **args.planner_settings)

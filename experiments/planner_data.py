@@ -128,9 +128,8 @@ def collect_agent_episodes(args) -> int:
     wm = load_model(ckpt, env, spec.env, "cpu")
     if args.state_model:
         from experiments.oracle_planning import LearnedStateModel
-        from experiments.state_dynamics import load_state_model
 
-        wm = LearnedStateModel(wm, env, load_state_model(args.state_model))
+        wm = LearnedStateModel.from_file(wm, env, args.state_model)
     agent, settings = build_agent(spec, wm, args.planner, env.action_space, **args.planner_settings)
     n_source = len(EpisodeDataset(source))
     n_source = min(n_source, args.source_episodes) if args.source_episodes else n_source

@@ -173,7 +173,8 @@ def main(argv=None) -> int:
     model = members[0]
     test = load(test_ds, range(len(test_ds) - n_test, len(test_ds)))
     result = {"data": args.data, "test_data": args.test_data or args.data, "train_episodes": n_train,
-              "held_out_episodes": n_test, "steps": args.steps, "ensemble": args.ensemble, "frameskip": FRAMESKIP, "threads": torch.get_num_threads(),
+              "held_out_episodes": n_test, "steps": args.steps, "ensemble": args.ensemble, "frameskip": FRAMESKIP,
+              "threads": torch.get_num_threads(),
               "prediction": errors(model, *windows(test, max(STEPS_AHEAD)))}
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.save:
