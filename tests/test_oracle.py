@@ -38,6 +38,24 @@ def test_state_oracle_rolls_out_the_simulator_from_the_true_state(pusht, rng):
     assert model.steps_simulated == 3 * 2 * 5
 
 
+def test_state_oracles_scale_the_agent_by_the_agent_weight(pusht, rng):
+    """`agent_weight` scales only the agent's coordinates, in the goal and in every rollout, of both state oracles."""
+    from experiments.oracle_planning import LearnedStateModel
+
+    actions = _candidates(rng)
+    members = [_pusht_state_model(0)[0]]
+    for make in (lambda w: SimulatorModel(tiny_world_model(), pusht, envs.make("pusht"), "state", agent_weight=w),
+                 lambda w: LearnedStateModel(tiny_world_model(), pusht, members, agent_weight=w)):
+        plain, light = make(1.0), make(0.25)
+        for z, z_light in ((plain.rollout(None, actions), light.rollout(None, actions)),
+                           (plain.encode(pusht.goal_observation()["pixels"][None]),
+                            light.encode(pusht.goal_observation()["pixels"][None]))):
+            torch.testing.assert_close(z_light[..., 0:2], 0.25 * z[..., 0:2])
+            torch.testing.assert_close(z_light[..., 2:], z[..., 2:])
+    with pytest.raises(ValueError, match="agent_weight"):
+        SimulatorModel(tiny_world_model(), pusht, envs.make("pusht"), "state", agent_weight=-1.0)
+
+
 def test_latent_oracle_encodes_the_simulated_frames(pusht, rng):
     wm = tiny_world_model()
     model = SimulatorModel(wm, pusht, envs.make("pusht"), "latent")
@@ -88,6 +106,9 @@ def test_oracle_readout_goal_needs_the_latent_oracle(capsys):
     with pytest.raises(SystemExit):  # argparse's usage error, before any model is loaded
         main(["--oracle", "state", "--readout-goal"])
     assert "--readout-goal needs --oracle latent" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--oracle", "latent", "--agent-weight", "0.3"])
+    assert "--agent-weight applies to the state oracles" in capsys.readouterr().err
 
 
 def test_energy_split_scores_the_made_up_states_against_the_goal(pusht):
@@ -118,17 +139,17 @@ def test_latent_oracle_scores_on_another_token_grid(tmp_path, tiny_pusht_checkpo
     assert "--pool-grid needs --oracle latent" in capsys.readouterr().err
 
 
-def test_oracle_overrides_the_mpc_loop_and_labels_the_row(tmp_path, tiny_pusht_checkpoint, capsys):
+def test_oracle_overrides_the_mpc_loop_and_energy_and_labels_the_row(tmp_path, tiny_pusht_checkpoint, capsys):
     from experiments.make_results import oracle_table
 
     out = tmp_path / "pusht_oracle_state_cem-horizon2.json"
     args = ["--oracle", "state", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
             "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet"]
-    assert main([*args, "--mpc-settings", '{"horizon": 2}']) == 0
+    assert main([*args, "--mpc-settings", '{"horizon": 2}', "--agent-weight", "0.5"]) == 0
     result = json.loads(out.read_text())
-    assert result["mpc"]["horizon"] == 2 and result["mpc_overrides"] == {"horizon": 2}
+    assert result["mpc"]["horizon"] == 2 and result["mpc_overrides"] == {"horizon": 2} and result["agent_weight"] == 0.5
     assert result["learned_model_same_seeds"] is None  # another loop than the benchmark's: not comparable
-    assert ", MPC horizon=2 |" in oracle_table(tmp_path)
+    assert ", MPC horizon=2, agent w=0.5 |" in oracle_table(tmp_path)
     with pytest.raises(SystemExit):
         main([*args, "--mpc-settings", '{"horizon": 0}'])
     assert "--mpc-settings" in capsys.readouterr().err
