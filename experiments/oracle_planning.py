@@ -59,19 +59,16 @@ class SimulatorModel:
         sim: another env of the same kind and settings, stepped for the candidates.
         oracle: "latent" (encode rendered frames) or "state" (true-state features).
         radius: the state oracle's lever arm for the block angle (mm).
-        agent_weight: the state oracle's scale on the agent's position against the block's (1: equal).
     """
 
     rolls_out_candidates = False
 
-    def __init__(self, wm: WorldModel, env, sim, oracle: str, radius: float = 60.0, agent_weight: float = 1.0):
+    def __init__(self, wm: WorldModel, env, sim, oracle: str, radius: float = 60.0):
         if oracle not in ("latent", "state"):
             raise ValueError(f"oracle must be 'latent' or 'state', got {oracle!r}")
         if oracle == "state" and not hasattr(env, "block_pose"):
             raise ValueError("the state oracle reads push-T's state layout (agent xy, block pose); use --oracle latent")
-        if agent_weight < 0:
-            raise ValueError(f"agent_weight must be >= 0, got {agent_weight}")
-        self.wm, self.env, self.oracle, self.radius, self.agent_weight = wm, env, oracle, radius, agent_weight
+        self.wm, self.env, self.oracle, self.radius = wm, env, oracle, radius
         self.sim = sim  # a second env of the same kind, stepped for the candidates
         self.frameskip, self.history, self.action_dim = wm.frameskip, 1, wm.action_dim
         self.device = torch.device("cpu")
@@ -81,9 +78,8 @@ class SimulatorModel:
         self.steps_simulated = 0
 
     def _features(self, states: np.ndarray) -> torch.Tensor:
-        """True-state latents ``[M, 1, 6]``: agent xy (times the agent weight), block xy, block angle as a
-        lever point (per 100 mm)."""
-        agent, pose = self.agent_weight * states[:, 0:2], states[:, 2:5]
+        """True-state latents ``[M, 1, 6]``: agent xy, block xy, block angle as a lever point (per 100 mm)."""
+        agent, pose = states[:, 0:2], states[:, 2:5]
         lever = self.radius * np.stack([np.sin(pose[:, 2]), np.cos(pose[:, 2])], axis=1)
         return torch.as_tensor(np.concatenate([agent, pose[:, :2], lever], axis=1) / 100.0, dtype=torch.float32)[:, None]
 
@@ -132,18 +128,17 @@ class LearnedStateModel(SimulatorModel):
         env: the env the episode runs in; read (never stepped) for its current and goal state.
         members: `experiments.state_dynamics.load_state_model`'s MLPs (one or more).
         radius: the block-angle lever arm (mm), as the state oracle's.
-        agent_weight: the scale on the agent's position, as the state oracle's.
     """
 
-    def __init__(self, wm: WorldModel, env, members, radius: float = 60.0, agent_weight: float = 1.0):
-        super().__init__(wm, env, None, "state", radius, agent_weight)
+    def __init__(self, wm: WorldModel, env, members, radius: float = 60.0):
+        super().__init__(wm, env, None, "state", radius)
         self.members = list(members)
         self.latent_shape = (len(self.members), 6)
 
     @classmethod
-    def from_file(cls, wm: WorldModel, env, path, radius: float = 60.0, agent_weight: float = 1.0) -> "LearnedStateModel":
+    def from_file(cls, wm: WorldModel, env, path, radius: float = 60.0) -> "LearnedStateModel":
         """The ensemble `experiments/state_dynamics.py --save` wrote to `path`, reading `env`."""
-        return cls(wm, env, load_state_model(path), radius, agent_weight)
+        return cls(wm, env, load_state_model(path), radius)
 
     def encode(self, pixels, proprio=None) -> torch.Tensor:
         """The state oracle's features ``[1, K, 6]``, the same on each member's token."""
@@ -168,7 +163,25 @@ class LearnedStateModel(SimulatorModel):
         x = torch.stack(tokens, 2)  # [M, H, K, 8]
         lever = self.radius * torch.nn.functional.normalize(x[..., 4:6], dim=-1)
         self.steps_simulated += M * H * self.frameskip
-        return torch.cat([self.agent_weight * x[..., 0:2], x[..., 2:4], lever], -1) / 100.0
+        return torch.cat([x[..., 0:4], lever], -1) / 100.0
+
+
+def state_energy(agent_weight: float = 1.0, agent_weight_at_end: float | None = None, steps="last") -> list:
+    """The state oracles' goal energy split into the block's part and the agent's, plus the action bounds.
+
+    With both weights 1 it equals the single goal energy over the six features. `agent_weight` scales
+    the agent's distance (its squared term by the square) while the plan ends before the episode does,
+    `agent_weight_at_end` (default: the same) in the plans that end it (`wmplan.costs.CostTerm.early_weight`).
+    """
+    from wmplan.costs import ActionBounds, GoalEnergy
+
+    end = agent_weight if agent_weight_at_end is None else agent_weight_at_end
+    if min(agent_weight, end) < 0:
+        raise ValueError(f"agent weights must be >= 0, got {agent_weight}, {end}")
+    early = None if agent_weight_at_end is None else 2 / 6 * agent_weight**2
+    return [GoalEnergy(weight=4 / 6, steps=steps, features=(2, 6)),  # block xy and angle lever: 4 of the 6 features
+            GoalEnergy(name="goal_agent", weight=2 / 6 * end**2, early_weight=early, steps=steps, features=(0, 2)),
+            ActionBounds()]
 
 
 def learned_same_seeds(env: str, run: str, seeds: set, readout_goal: dict | None = None,
@@ -204,7 +217,10 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--radius", type=float, default=60.0, help="state oracle: block-angle lever arm (mm)")
     p.add_argument("--agent-weight", type=float, default=1.0,
-                   help="state oracles: scale on the agent's position in the energy, against the block's (default 1)")
+                   help="state oracles: scale on the agent's distance in the energy, against the block's (default 1)")
+    p.add_argument("--agent-weight-at-end", type=float, default=None,
+                   help="state oracles: the agent's scale in the plans that end the episode (needs the budget "
+                        "horizon, --mpc-settings '{\"budget\": 50}'); --agent-weight then holds before them")
     p.add_argument("--planner-settings", type=planner_settings, default={},
                    help="JSON overrides of the benchmark's planner settings (results are then not comparable)")
     p.add_argument("--mpc-settings", type=planner_settings, default={},
@@ -227,8 +243,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if (args.oracle == "state-model") != (args.state_model is not None):
         p.error("--oracle state-model and --state-model FILE go together")
-    if args.agent_weight != 1.0 and args.oracle == "latent":
+    staged = args.agent_weight_at_end is not None
+    if (args.agent_weight != 1.0 or staged) and args.oracle == "latent":
         p.error("--agent-weight applies to the state oracles (the latent energy's agent term is --proprio-weight)")
+    if staged and args.mpc_settings.get("budget") is None:
+        p.error("--agent-weight-at-end needs the budget horizon (--mpc-settings '{\"budget\": 50}'): "
+                "without it no plan knows it ends the episode")
     if args.readout_goal and args.oracle != "latent":
         p.error("--readout-goal needs --oracle latent (the state oracle has no latents for the probe to read)")
     if args.pool_grid is not None and (args.oracle != "latent" or args.readout_goal):
@@ -252,18 +272,21 @@ def main(argv=None) -> int:
         wm.encoder, wm.probe = load_encoder(args.encoder), None
     grid = "" if args.pool_grid is None else f"-grid{math.isqrt(wm.latent_shape[0])}"
     if args.oracle == "state-model":
-        model = LearnedStateModel.from_file(wm, env, args.state_model, args.radius, args.agent_weight)
+        model = LearnedStateModel.from_file(wm, env, args.state_model, args.radius)
     else:
-        model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius, args.agent_weight)
+        model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
+    weighted = args.oracle != "latent" and (args.agent_weight != 1.0 or staged)
+    terms = state_energy(args.agent_weight, args.agent_weight_at_end, spec.goal_steps) if weighted else None
     agent, settings = build_agent(spec, model, args.planner, env.action_space, readout_goal=args.readout_goal,
-                                  **args.planner_settings)
+                                  terms=terms, **args.planner_settings)
     cfg = dataclasses.replace(spec.eval, episodes=args.episodes, keep_out=spec.keep_out)  # as `wmplan bench` does
     tasks = make_tasks(cfg, env=env, env_name=spec.env)
     run = args.planner + ("-readout" if args.readout_goal else "")
     loop = "".join(f"-{k}{v}" for k, v in sorted(args.mpc_settings.items()))
     loop += f"-enc{encoder_hash(wm.encoder)[:8]}" if args.encoder else ""  # never the default run's file
     loop += f"-pw{args.proprio_weight:g}" if args.proprio_weight is not None else ""
-    loop += f"-aw{args.agent_weight:g}" if args.agent_weight != 1.0 else ""
+    loop += f"-aw{args.agent_weight:g}" if args.agent_weight != 1.0 or staged else ""
+    loop += f"-end{args.agent_weight_at_end:g}" if staged else ""
     out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}{grid}{loop}.json"
     state_sha1 = file_sha1(args.state_model) if args.state_model else None
     fingerprint = _fingerprint(args.env, args.oracle, args.planner, settings, args.radius, file_sha1(wm_path),
@@ -273,13 +296,14 @@ def main(argv=None) -> int:
                                *([{"encoder": encoder_hash(wm.encoder)}] if args.encoder else []),
                                *([{"proprio_weight": args.proprio_weight}] if args.proprio_weight is not None else []),
                                *([{"state_model": state_sha1}] if args.state_model else []),
-                               *([{"agent_weight": args.agent_weight}] if args.agent_weight != 1.0 else []))
+                               *([{"agent_weight": args.agent_weight}] if args.agent_weight != 1.0 else []),
+                               *([{"agent_weight_at_end": args.agent_weight_at_end}] if staged else []))
     log_dir = out.with_suffix("")  # episodes.jsonl: an interrupted run resumes without redoing episodes
     episodes = evaluate(env, agent, tasks, dataclasses.replace(cfg, videos=0), out_dir=log_dir,
                         fingerprint=fingerprint, progress=not args.quiet)
     seeds = {t.seed for t in tasks}
     overridden = (args.planner_settings or args.mpc_settings or args.checkpoint or args.encoder
-                  or args.proprio_weight is not None or args.agent_weight != 1.0)
+                  or args.proprio_weight is not None or weighted)
     learned = None if overridden else learned_same_seeds(
         args.env, run, seeds, dataclasses.asdict(spec.readout_goal) if args.readout_goal else None)
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
@@ -287,6 +311,7 @@ def main(argv=None) -> int:
               "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,
               "radius_mm": args.radius if args.oracle != "latent" else None,
               "agent_weight": args.agent_weight if args.oracle != "latent" else None,
+              "agent_weight_at_end": args.agent_weight_at_end,
               "state_model": ({"file": args.state_model, "sha1": state_sha1,
                                "members": len(model.members), "fit": state_model_info(args.state_model)}
                               if args.state_model else None),

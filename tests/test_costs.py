@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from wmplan.costs import (
-    ActionBounds, ActionRate, CostContext, CostSum, DataSupport, GoalEnergy, KeepOut, ReadoutGoal, Workspace,
+    ActionBounds, ActionRate, CostContext, CostSum, CostTerm, DataSupport, GoalEnergy, KeepOut, ReadoutGoal, Workspace,
     probe_readout,
 )
 
@@ -25,6 +25,22 @@ def test_goal_energy_l2_l1_steps_and_feature_slice():
     assert GoalEnergy(distance="l2", steps="last", features=(0, 2)).amount(c).item() == pytest.approx(1.0)
     assert GoalEnergy(distance="l1", steps="all", features=(0, 2)).amount(c).item() == pytest.approx((1 + 1) / 2)
     assert GoalEnergy(steps=[3.0, 1.0], features=(0, 2)).amount(c).item() == pytest.approx(0.75 * 2 + 0.25 * 1)
+
+
+def test_early_weight_holds_until_the_plan_ends_the_episode():
+    z_pred, z_goal = torch.ones(1, 1, 1, 1, 2), torch.zeros(1, 1, 2)  # energy 1 per candidate
+    term = GoalEnergy(weight=2.0, early_weight=0.5)
+    totals = {}
+    for at_end in (False, True, None):
+        c = CostContext(torch.zeros(1, 1, 1, 2), z_pred, z_goal, at_end=at_end)
+        out = CostSum([term, GoalEnergy(name="plain", weight=3.0)])(c)
+        totals[at_end] = (out.total.item(), out.terms["goal"].item())
+    # mid-episode the early weight; in the plan that ends the episode, or when nobody knows, the weight
+    assert totals == {False: (3.5, 0.5), True: (5.0, 2.0), None: (5.0, 2.0)}
+    with pytest.raises(ValueError, match="early_weight"):
+        GoalEnergy(early_weight=-1.0)
+    with pytest.raises(ValueError, match="penalties"):
+        CostTerm("bound", mode="constraint", early_weight=0.0)
 
 
 def test_readout_goal_compares_what_the_readout_reads():

@@ -122,6 +122,27 @@ def test_budget_horizon_with_several_executed_steps_and_a_new_episode():
     assert (agent.records[-1].env_step, agent.records[-1].positions.shape[1]) == (0, 4)
 
 
+def test_costs_learn_whether_the_plan_ends_the_episode():
+    # frameskip 2, horizon 4, budget 12: the plans made at env steps 0 and 2 end before the episode does
+    # (at 8 and 10 < 12); from env step 4 on each plan's last state is the episode's last
+    seen = []
+
+    class Spy(GoalEnergy):
+        def amount(self, ctx):
+            seen.append((len(agent.controller.records), ctx.at_end))  # (the re-plan it scores for, at_end)
+            return super().amount(ctx)
+
+    agent, _ = make_agent(config=MPCConfig(horizon=4, budget=12), costs=[Spy(steps="last", early_weight=0.25)])
+    run(agent, [[0.0, 0.0]], [[0.3, -0.2]], steps=12)
+    assert [r.env_step for r in agent.records] == [0, 2, 4, 6, 8, 10]
+    per_replan = [{at_end for i, at_end in seen if i == k} for k in range(6)]
+    assert per_replan == [{False}, {False}, {True}, {True}, {True}, {True}]
+    agent, _ = make_agent(config=MPCConfig(horizon=4), costs=[Spy(steps="last", early_weight=0.25)])
+    seen.clear()
+    run(agent, [[0.0, 0.0]], [[0.3, -0.2]], steps=4)
+    assert {at_end for _, at_end in seen} == {None}, "without a budget no plan knows where the episode ends"
+
+
 def test_keep_out_guardrail_holds_in_the_real_loop():
     # predictions exist every frameskip env steps only: a margin covers the env steps in between
     costs = [GoalEnergy(steps="all"), KeepOut(centers=[[0.0, 0.0]], radii=0.15, margin=0.05, mode="constraint")]

@@ -38,22 +38,24 @@ def test_state_oracle_rolls_out_the_simulator_from_the_true_state(pusht, rng):
     assert model.steps_simulated == 3 * 2 * 5
 
 
-def test_state_oracles_scale_the_agent_by_the_agent_weight(pusht, rng):
-    """`agent_weight` scales only the agent's coordinates, in the goal and in every rollout, of both state oracles."""
-    from experiments.oracle_planning import LearnedStateModel
+def test_state_energy_weighs_the_agent_against_the_block(pusht, rng):
+    """Split in a block and an agent term, the state oracle's energy equals the single goal energy at
+    weight 1, and at agent weight w the energy of features whose agent part is scaled by w."""
+    from experiments.oracle_planning import state_energy
+    from wmplan.costs import ActionBounds, CostContext, CostSum, GoalEnergy
 
-    actions = _candidates(rng)
-    members = [_pusht_state_model(0)[0]]
-    for make in (lambda w: SimulatorModel(tiny_world_model(), pusht, envs.make("pusht"), "state", agent_weight=w),
-                 lambda w: LearnedStateModel(tiny_world_model(), pusht, members, agent_weight=w)):
-        plain, light = make(1.0), make(0.25)
-        for z, z_light in ((plain.rollout(None, actions), light.rollout(None, actions)),
-                           (plain.encode(pusht.goal_observation()["pixels"][None]),
-                            light.encode(pusht.goal_observation()["pixels"][None]))):
-            torch.testing.assert_close(z_light[..., 0:2], 0.25 * z[..., 0:2])
-            torch.testing.assert_close(z_light[..., 2:], z[..., 2:])
-    with pytest.raises(ValueError, match="agent_weight"):
-        SimulatorModel(tiny_world_model(), pusht, envs.make("pusht"), "state", agent_weight=-1.0)
+    z, g = torch.randn(2, 5, 3, 1, 6), torch.randn(2, 1, 6)  # [B, N, H, P, D], [B, P, D]
+    actions = torch.zeros(2, 5, 3, 10)
+    energy = lambda terms, z, g, at_end=None: CostSum(terms)(CostContext(actions, z, g, at_end=at_end)).total
+    single = [GoalEnergy(steps="all"), ActionBounds()]
+    torch.testing.assert_close(energy(state_energy(steps="all"), z, g), energy(single, z, g))
+    scale = torch.tensor([0.3, 0.3, 1, 1, 1, 1])
+    torch.testing.assert_close(energy(state_energy(0.3, steps="all"), z, g), energy(single, z * scale, g * scale))
+    staged = state_energy(0.3, 1.0, steps="all")  # 0.3 until the plan ends the episode, 1 in that plan
+    torch.testing.assert_close(energy(staged, z, g, at_end=False), energy(single, z * scale, g * scale))
+    torch.testing.assert_close(energy(staged, z, g, at_end=True), energy(single, z, g))
+    with pytest.raises(ValueError, match="agent weights"):
+        state_energy(-1.0)
 
 
 def test_latent_oracle_encodes_the_simulated_frames(pusht, rng):
@@ -109,6 +111,9 @@ def test_oracle_readout_goal_needs_the_latent_oracle(capsys):
     with pytest.raises(SystemExit):
         main(["--oracle", "latent", "--agent-weight", "0.3"])
     assert "--agent-weight applies to the state oracles" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--oracle", "state", "--agent-weight", "0.3", "--agent-weight-at-end", "1"])
+    assert "--agent-weight-at-end needs the budget horizon" in capsys.readouterr().err
 
 
 def test_energy_split_scores_the_made_up_states_against_the_goal(pusht):
@@ -145,11 +150,13 @@ def test_oracle_overrides_the_mpc_loop_and_energy_and_labels_the_row(tmp_path, t
     out = tmp_path / "pusht_oracle_state_cem-horizon2.json"
     args = ["--oracle", "state", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
             "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet"]
-    assert main([*args, "--mpc-settings", '{"horizon": 2}', "--agent-weight", "0.5"]) == 0
+    assert main([*args, "--mpc-settings", '{"horizon": 2, "budget": 50}', "--agent-weight", "0.5",
+                 "--agent-weight-at-end", "1"]) == 0
     result = json.loads(out.read_text())
-    assert result["mpc"]["horizon"] == 2 and result["mpc_overrides"] == {"horizon": 2} and result["agent_weight"] == 0.5
+    assert result["mpc"]["horizon"] == 2 and result["mpc_overrides"] == {"horizon": 2, "budget": 50}
+    assert (result["agent_weight"], result["agent_weight_at_end"]) == (0.5, 1.0)
     assert result["learned_model_same_seeds"] is None  # another loop than the benchmark's: not comparable
-    assert ", MPC horizon=2, agent w=0.5 |" in oracle_table(tmp_path)
+    assert ", MPC budget=50, MPC horizon=2, agent w=0.5 (1 in the plans that end the episode) |" in oracle_table(tmp_path)
     with pytest.raises(SystemExit):
         main([*args, "--mpc-settings", '{"horizon": 0}'])
     assert "--mpc-settings" in capsys.readouterr().err

@@ -120,14 +120,17 @@ def _costs(spec: BenchSpec, wm, guardrail: bool, route: bool = False, readout_go
 
 
 def build_agent(spec: BenchSpec, wm, planner: str, action_space, guardrail: bool = False, route: bool = False,
-                readout_goal: bool = False, **planner_cfg):
+                readout_goal: bool = False, terms: list | None = None, **planner_cfg):
     """An `MPCAgent` for `spec` with the env's planner defaults plus `planner_cfg` overrides; `guardrail`
-    adds the keep-out constraint, `route` the route energy, `readout_goal` the probe-read goal term."""
+    adds the keep-out constraint, `route` the route energy, `readout_goal` the probe-read goal term.
+    `terms` replaces the spec's cost terms altogether (diagnostics such as the state oracle's energies)."""
     from agents.mpc_agent import MPCAgent
     from wmplan.planners import make_planner
 
     settings = {**spec.planners.get(planner, {}), **planner_cfg}
-    terms, readout = _costs(spec, wm, guardrail, route, readout_goal)
+    if terms is not None and (guardrail or route or readout_goal):
+        raise ValueError("terms replaces the spec's costs; it cannot be combined with guardrail, route or readout_goal")
+    terms, readout = (list(terms), None) if terms is not None else _costs(spec, wm, guardrail, route, readout_goal)
     plan = make_planner(planner, device=str(wm.device), **settings)
     return MPCAgent(wm, plan, terms, spec.mpc, action_space=action_space, readout=readout), settings
 

@@ -40,6 +40,7 @@ class CostContext:
     prev_action: Optional[torch.Tensor] = None  # [B, A_env] last executed env action (rate limits)
     readout: Optional[Callable] = None  # z_pred -> [B, N, H, 2] agent position
     z_now: Optional[torch.Tensor] = None  # [B, P, D] latest real latent: where the predicted path starts
+    at_end: Optional[bool] = None  # the candidates' last predicted state is the episode's last (None: unknown)
     cache: dict = field(default_factory=dict)
 
     def positions(self, readout: Optional[Callable] = None) -> torch.Tensor:
@@ -75,14 +76,27 @@ class CostContext:
 
 
 class CostTerm:
-    """A named term. Subclasses implement `amount(ctx) -> [B, N]`."""
+    """A named term. Subclasses implement `amount(ctx) -> [B, N]`.
 
-    def __init__(self, name: str, weight: float = 1.0, mode: str = "penalty"):
+    A penalty's `early_weight` replaces its `weight` while the plan ends before the episode does
+    (``ctx.at_end`` False, known when the MPC loop has a step budget): a goal part the agent can
+    still reach after the plan's end, such as its own position in push-T, may count less mid-episode
+    than in the plan that ends the episode. None: `weight` throughout.
+    """
+
+    def __init__(self, name: str, weight: float = 1.0, mode: str = "penalty", early_weight: Optional[float] = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if not weight >= 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+        if not weight >= 0 or (early_weight is not None and not early_weight >= 0):
+            raise ValueError(f"weight and early_weight must be >= 0, got {weight}, {early_weight}")
+        if early_weight is not None and mode != "penalty":
+            raise ValueError("early_weight applies to penalties (a constraint has no weight)")
         self.name, self.weight, self.mode = name, float(weight), mode
+        self.early_weight = None if early_weight is None else float(early_weight)
+
+    def weight_in(self, ctx: CostContext) -> float:
+        """The weight for this context: `early_weight` when the plan is known to end before the episode."""
+        return self.early_weight if self.early_weight is not None and ctx.at_end is False else self.weight
 
     def amount(self, ctx: CostContext) -> torch.Tensor:
         raise NotImplementedError
@@ -106,7 +120,7 @@ class CostSum:
         for term in self.terms:
             amount = term.amount(ctx)  # [B, N]
             if term.mode == "penalty":
-                parts[term.name] = term.weight * amount
+                parts[term.name] = term.weight_in(ctx) * amount
                 total = total + parts[term.name]
             else:
                 parts[term.name] = amount
@@ -143,8 +157,9 @@ class GoalEnergy(CostTerm):
             embeddings are concatenated to the patch features.
     """
 
-    def __init__(self, name="goal", weight=1.0, distance="l2", steps="last", features: Optional[tuple] = None):
-        super().__init__(name, weight, "penalty")
+    def __init__(self, name="goal", weight=1.0, distance="l2", steps="last", features: Optional[tuple] = None,
+                 early_weight: Optional[float] = None):
+        super().__init__(name, weight, "penalty", early_weight)
         if distance not in ("l2", "l1"):
             raise ValueError(f"distance must be 'l2' or 'l1', got {distance!r}")
         self.distance, self.steps, self.features = distance, steps, features

@@ -73,13 +73,14 @@ class LatentObjective:
 
     A world model with ``rolls_out_candidates = True`` gets the candidates ``[B, N, H, A_fs]`` against
     the B histories and shares their work; any other gets the history expanded to ``B * N`` (once
-    per candidate count N, reused across iterations).
+    per candidate count N, reused across iterations). `at_end` tells the costs whether the candidates'
+    last predicted state is the episode's last (`CostContext.at_end`; None: unknown).
     """
 
     def __init__(self, world_model, costs: Callable, z_hist: torch.Tensor, z_goal: torch.Tensor,
                  a_past: Optional[torch.Tensor] = None, prev_action: Optional[torch.Tensor] = None,
-                 readout: Optional[Callable] = None):
-        self.wm, self.costs, self.readout = world_model, costs, readout
+                 readout: Optional[Callable] = None, at_end: Optional[bool] = None):
+        self.wm, self.costs, self.readout, self.at_end = world_model, costs, readout, at_end
         self.z_hist, self.z_goal, self.a_past, self.prev_action = z_hist, z_goal, a_past, prev_action
         self._expanded: dict[int, tuple] = {}
 
@@ -104,7 +105,7 @@ class LatentObjective:
 
     def context(self, actions: torch.Tensor) -> CostContext:
         return CostContext(actions, self.rollout(actions), self.z_goal, self.prev_action, self.readout,
-                           z_now=self.z_hist[:, -1])
+                           z_now=self.z_hist[:, -1], at_end=self.at_end)
 
     def __call__(self, actions: torch.Tensor) -> CostOutput:
         return self.costs(self.context(actions))
@@ -224,7 +225,8 @@ class MPCController:
             done = self._queue_length  # planned steps executed since the previous plan
             init = shift_plan(self._plan.actions, done, cfg.pad)[:, :H]
             elites = None if self._plan.elites is None else shift_plan(self._plan.elites, done, cfg.pad)[:, :, :H]
-        objective = LatentObjective(self.wm, self.costs, z_hist, self.z_goal, a_past, self._prev_action, self.readout)
+        at_end = None if cfg.budget is None else self._env_step + H * self.fs >= cfg.budget  # plan ends the episode
+        objective = LatentObjective(self.wm, self.costs, z_hist, self.z_goal, a_past, self._prev_action, self.readout, at_end)
         mode = contextlib.nullcontext() if self.planner.needs_grad else torch.inference_mode()
         with mode:
             result = self.planner.plan(objective, B, H, self.plan_low, self.plan_high, init=init,
