@@ -71,6 +71,28 @@ def test_bench_budget_horizon_plans_up_to_the_episode_end(tmp_path, tiny_pusht_c
     assert "budget" not in mpc_fingerprint(MPCConfig()) and mpc_fingerprint(MPCConfig(budget=50))["budget"] == 50
 
 
+def test_bench_early_proprio_weight_holds_until_the_plans_that_end_the_episode(tmp_path, tiny_pusht_checkpoint, capsys):
+    from wmplan.bench import build_agent, load_spec, load_model
+    import dataclasses
+    import envs
+
+    out = tmp_path / "e"
+    args = ["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint),
+            "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet",
+            "--proprio-weight-early", "0"]
+    assert main([*args, "--budget-horizon", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["row"]["planner"].endswith("+ budget horizon, proprio w 0 before the last plans")
+    assert (summary["proprio_weight"], summary["proprio_weight_early"]) == (0.1, 0.0)
+    assert main([*args, "--out", str(tmp_path / "x")]) == 2  # without the budget no plan knows it ends the episode
+    assert "needs the budget horizon" in capsys.readouterr().err
+    env = envs.make("pusht")
+    spec = dataclasses.replace(load_spec("pusht"), proprio_weight_early=0.0)
+    agent, _ = build_agent(spec, load_model(tiny_pusht_checkpoint, env, "pusht", "cpu"), "cem", env.action_space)
+    proprio = {t.name: t for t in agent.controller.costs.terms}["goal_proprio"]
+    assert (proprio.weight, proprio.early_weight) == (0.1, 0.0)
+
+
 def test_bench_with_keep_out_guardrail_reports_violations(tmp_path, tiny_pusht_checkpoint):
     out = tmp_path / "g"
     assert main(["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--guardrail", "--checkpoint",

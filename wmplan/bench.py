@@ -68,6 +68,9 @@ class BenchSpec:
     env_kwargs: dict = field(default_factory=dict)  # passed to envs.make
     goal_steps: str = "all"  # goal energy on every predicted step ("all") or the last one ("last")
     proprio_weight: float = 0.1  # weight of the proprio part of the goal energy (visual part: 1)
+    # its weight while a plan ends before the episode does (needs the budget horizon; None: proprio_weight
+    # throughout). The agent can still reach its own goal position after such a plan: `CostTerm.early_weight`
+    proprio_weight_early: float | None = None
     route: RouteSpec | None = None  # route energy for `--route` (needs a probe)
     readout_goal: ReadoutGoalSpec | None = None  # probe-read goal term for `--readout-goal` (needs a probe)
 
@@ -89,8 +92,9 @@ def _costs(spec: BenchSpec, wm, guardrail: bool, route: bool = False, readout_go
 
     vis, dim = wm.visual_dim, wm.latent_shape[1]
     terms = [GoalEnergy(steps=spec.goal_steps, features=(0, vis)), ActionBounds()]
-    if dim > vis and spec.proprio_weight > 0:
-        terms.append(GoalEnergy(name="goal_proprio", weight=spec.proprio_weight, steps=spec.goal_steps, features=(vis, dim)))
+    if dim > vis and (spec.proprio_weight > 0 or spec.proprio_weight_early):
+        terms.append(GoalEnergy(name="goal_proprio", weight=spec.proprio_weight, early_weight=spec.proprio_weight_early,
+                                steps=spec.goal_steps, features=(vis, dim)))
     if not (guardrail or route or readout_goal):
         return terms, None
     if guardrail and spec.keep_out is None:
@@ -219,6 +223,9 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
     cfg = dataclasses.replace(cfg, keep_out=spec.keep_out, seed=cfg.seed if seed is None else seed)
     if budget_horizon:
         spec = dataclasses.replace(spec, mpc=dataclasses.replace(spec.mpc, budget=cfg.budget))
+    if spec.proprio_weight_early is not None and spec.mpc.budget is None:
+        raise ValueError("an early proprio weight needs the budget horizon (--budget-horizon): without it no plan "
+                         "knows whether it ends the episode")
     env = envs.make(spec.env, **spec.env_kwargs)
     if planner in BASELINES:
         if guardrail or route or readout_goal or budget_horizon or planner_cfg:
@@ -238,12 +245,15 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
                                mpc_fingerprint(spec.mpc),  # the episode count may grow on resume
                                *([spec.keep_out_margin] if guardrail else []),
                                *([dataclasses.asdict(spec.route), file_sha1(spec.route.graph)] if route else []),
-                               *([dataclasses.asdict(spec.readout_goal)] if readout_goal else []))
+                               *([dataclasses.asdict(spec.readout_goal)] if readout_goal else []),
+                               *([{"proprio_weight_early": spec.proprio_weight_early}]
+                                 if spec.proprio_weight_early is not None else []))
     records = evaluate(env, agent, tasks, cfg, out_dir=out, fingerprint=fingerprint, progress=progress,
                        on_video=lambda i, frames: save_gif(out / "videos" / f"episode_{i:03d}.gif", frames))
     label = (planner + "".join(f" {k}={v}" for k, v in sorted(planner_cfg.items())) + (" + route" if route else "")
              + (_readout_label(spec.readout_goal, spec.env) if readout_goal else "") + (" + keep-out" if guardrail else "")
-             + (" + budget horizon" if budget_horizon else ""))
+             + (" + budget horizon" if budget_horizon else "")
+             + (f", proprio w {spec.proprio_weight_early:g} before the last plans" if spec.proprio_weight_early is not None else ""))
     label = f"{planner} actions (no model)" if planner in BASELINES else label
     row = {"env": spec.env, "planner": label,
            **summarize(records, spec.metric_keys)}
@@ -257,7 +267,9 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
                "protocol": f"{cfg.episodes} seeded episodes, {cfg.budget} env steps each, goals: {cfg.goal_source}"
                            + (f" k={cfg.goal_offset}" if cfg.goal_source != "env" else "")
                            + "; success judged by the simulator at the end of the budget",
-               "eval": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc)}
+               "eval": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc),
+               "goal_steps": spec.goal_steps, "proprio_weight": spec.proprio_weight,
+               "proprio_weight_early": spec.proprio_weight_early}
     write_results(out, summary, records)
     env.close()
     return summary

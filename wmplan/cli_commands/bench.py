@@ -34,6 +34,9 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
     p.add_argument("--proprio-weight", type=float, default=None, help="override the spec's proprio goal weight")
+    p.add_argument("--proprio-weight-early", type=float, default=None,
+                   help="the proprio goal weight while a plan ends before the episode (needs --budget-horizon); "
+                        "the agent can still reach its goal position later")
     p.add_argument("--goal-steps", choices=["last", "all"], default=None, help="override the spec's goal steps")
     p.add_argument("--planner-settings", type=planner_settings, default={},
                    help='JSON overrides of the env\'s planner settings, e.g. \'{"num_samples": 48}\' (recorded in the results)')
@@ -85,7 +88,8 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
-    overrides = {k: v for k, v in (("proprio_weight", args.proprio_weight), ("goal_steps", args.goal_steps)) if v is not None}
+    overrides = {k: v for k, v in (("proprio_weight", args.proprio_weight), ("goal_steps", args.goal_steps),
+                                   ("proprio_weight_early", args.proprio_weight_early)) if v is not None}
     spec = dataclasses.replace(spec, **overrides)
     if args.readout_goal and spec.readout_goal is None:
         raise ValueError(f"{spec.env} has no readout goal configured (BenchSpec.readout_goal); drop --readout-goal")
@@ -100,7 +104,8 @@ def run(args) -> int:
     readout = ("-readout" + (f"-w{weight:g}" if weight is not None else "")
                + (f"-{_short_hash(settings)}" if set(settings) - {"weight"} else "")) if args.readout_goal else ""
     suffix = ("-route" if args.route else "") + readout + ("-keepout" if args.guardrail else "") + (
-        "-budgeth" if args.budget_horizon else "")
+        "-budgeth" if args.budget_horizon else "") + (
+        f"-pwe{args.proprio_weight_early:g}" if args.proprio_weight_early is not None else "")
     out = args.out or f"runs/bench/{spec.env}-{args.planner}{suffix}"
     summary = run_bench(spec, args.planner, out, episodes=args.episodes, checkpoint=args.checkpoint,
                         guardrail=args.guardrail, device=args.device, progress=not args.quiet, seed=args.seed,
