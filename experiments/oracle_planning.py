@@ -236,6 +236,9 @@ def main(argv=None) -> int:
                         "`wmplan fit-projection` output); a test of an energy before a predictor is trained on it")
     p.add_argument("--proprio-weight", type=float, default=None,
                    help="weight of the proprio goal term (default: the benchmark's)")
+    p.add_argument("--proprio-weight-early", type=float, default=None,
+                   help="latent oracle: the proprio goal weight while a plan ends before the episode (needs the "
+                        "budget horizon); `wmplan bench --proprio-weight-early`")
     p.add_argument("--checkpoint", default=None, help="world model (default: the benchmark's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="result file; its episodes log lies in the folder of the same name")
@@ -246,9 +249,11 @@ def main(argv=None) -> int:
     staged = args.agent_weight_at_end is not None
     if (args.agent_weight != 1.0 or staged) and args.oracle == "latent":
         p.error("--agent-weight applies to the state oracles (the latent energy's agent term is --proprio-weight)")
-    if staged and args.mpc_settings.get("budget") is None:
-        p.error("--agent-weight-at-end needs the budget horizon (--mpc-settings '{\"budget\": 50}'): "
-                "without it no plan knows it ends the episode")
+    if (staged or args.proprio_weight_early is not None) and args.mpc_settings.get("budget") is None:
+        p.error("--agent-weight-at-end and --proprio-weight-early need the budget horizon "
+                "(--mpc-settings '{\"budget\": 50}'): without it no plan knows it ends the episode")
+    if args.proprio_weight_early is not None and args.oracle != "latent":
+        p.error("--proprio-weight-early needs --oracle latent (the state oracles stage --agent-weight-at-end)")
     if args.readout_goal and args.oracle != "latent":
         p.error("--readout-goal needs --oracle latent (the state oracle has no latents for the probe to read)")
     if args.pool_grid is not None and (args.oracle != "latent" or args.readout_goal):
@@ -259,6 +264,8 @@ def main(argv=None) -> int:
     spec = load_spec(args.env)
     if args.proprio_weight is not None:
         spec = dataclasses.replace(spec, proprio_weight=args.proprio_weight)
+    if args.proprio_weight_early is not None:
+        spec = dataclasses.replace(spec, proprio_weight_early=args.proprio_weight_early)
     try:
         spec = dataclasses.replace(spec, mpc=dataclasses.replace(spec.mpc, **args.mpc_settings))
     except (TypeError, ValueError) as err:
@@ -285,6 +292,7 @@ def main(argv=None) -> int:
     loop = "".join(f"-{k}{v}" for k, v in sorted(args.mpc_settings.items()))
     loop += f"-enc{encoder_hash(wm.encoder)[:8]}" if args.encoder else ""  # never the default run's file
     loop += f"-pw{args.proprio_weight:g}" if args.proprio_weight is not None else ""
+    loop += f"-pwe{args.proprio_weight_early:g}" if args.proprio_weight_early is not None else ""
     loop += f"-aw{args.agent_weight:g}" if args.agent_weight != 1.0 or staged else ""
     loop += f"-end{args.agent_weight_at_end:g}" if staged else ""
     out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}{grid}{loop}.json"
@@ -295,6 +303,8 @@ def main(argv=None) -> int:
                                *([{"pool_grid": args.pool_grid}] if args.pool_grid is not None else []),
                                *([{"encoder": encoder_hash(wm.encoder)}] if args.encoder else []),
                                *([{"proprio_weight": args.proprio_weight}] if args.proprio_weight is not None else []),
+                               *([{"proprio_weight_early": args.proprio_weight_early}]
+                                 if args.proprio_weight_early is not None else []),
                                *([{"state_model": state_sha1}] if args.state_model else []),
                                *([{"agent_weight": args.agent_weight}] if args.agent_weight != 1.0 else []),
                                *([{"agent_weight_at_end": args.agent_weight_at_end}] if staged else []))
@@ -303,7 +313,7 @@ def main(argv=None) -> int:
                         fingerprint=fingerprint, progress=not args.quiet)
     seeds = {t.seed for t in tasks}
     overridden = (args.planner_settings or args.mpc_settings or args.checkpoint or args.encoder
-                  or args.proprio_weight is not None or weighted)
+                  or args.proprio_weight is not None or args.proprio_weight_early is not None or weighted)
     learned = None if overridden else learned_same_seeds(
         args.env, run, seeds, dataclasses.asdict(spec.readout_goal) if args.readout_goal else None)
     result = {"env": args.env, "oracle": args.oracle, "planner": args.planner, "settings": settings,
@@ -319,6 +329,7 @@ def main(argv=None) -> int:
               "encoder_hash": encoder_hash(wm.encoder) if args.oracle == "latent" else None,  # what the energy saw
               "pool_grid_override": args.pool_grid, "encoder_override": args.encoder,
               "proprio_weight": spec.proprio_weight, "proprio_weight_override": args.proprio_weight,
+              "proprio_weight_early": args.proprio_weight_early,
               "protocol": dataclasses.asdict(cfg), "mpc": dataclasses.asdict(spec.mpc), "hardware": hardware(),
               "oracle_result": _summary(episodes),
               "checkpoint_sha1": file_sha1(wm_path), "learned_model_same_seeds": learned,

@@ -113,7 +113,7 @@ def test_oracle_readout_goal_needs_the_latent_oracle(capsys):
     assert "--agent-weight applies to the state oracles" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--oracle", "state", "--agent-weight", "0.3", "--agent-weight-at-end", "1"])
-    assert "--agent-weight-at-end needs the budget horizon" in capsys.readouterr().err
+    assert "need the budget horizon" in capsys.readouterr().err
 
 
 def test_energy_split_scores_the_made_up_states_against_the_goal(pusht):
@@ -175,17 +175,22 @@ def test_latent_oracle_plans_on_another_encoders_latents(tmp_path, tiny_pusht_ch
     enc = tmp_path / "projected.pt"
     save_encoder(projected, enc)
     out = tmp_path / "projected.json"
-    assert main(["--oracle", "latent", "--encoder", str(enc), "--proprio-weight", "2", "--episodes", "1",
+    assert main(["--oracle", "latent", "--encoder", str(enc), "--proprio-weight", "2", "--proprio-weight-early", "0",
+                 "--mpc-settings", '{"budget": 50}', "--episodes", "1",
                  "--checkpoint", str(tiny_pusht_checkpoint), "--out", str(out),
                  "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet"]) == 0
     result = json.loads(out.read_text())
     assert result["tokens_per_frame"] == 1 and result["encoder_hash"] == encoder_hash(projected)
-    assert result["encoder_override"] == str(enc) and result["proprio_weight"] == 2.0
+    assert result["encoder_override"] == str(enc) and (result["proprio_weight"], result["proprio_weight_early"]) == (2.0, 0.0)
     assert result["learned_model_same_seeds"] is None  # another energy than the benchmark's: not comparable
     from experiments.make_results import oracle_table
 
     out.rename(tmp_path / "pusht_oracle_latent_cem.json")
-    assert ", proprio w=2 | simulator + frozen encoder `projected.pt`, 1 tokens per frame" in oracle_table(tmp_path)
+    assert (", proprio w=2, proprio w 0 before the last plans | simulator + frozen encoder `projected.pt`, "
+            "1 tokens per frame") in oracle_table(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["--oracle", "state", "--proprio-weight-early", "0", "--mpc-settings", '{"budget": 50}'])
+    assert "--proprio-weight-early needs --oracle latent" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--oracle", "state", "--encoder", str(enc)])
     assert "--encoder needs --oracle latent" in capsys.readouterr().err
