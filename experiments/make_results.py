@@ -58,13 +58,14 @@ def oracle_table(results_dir: Path, checkpoints: dict[str, str] | None = None, e
         planner += (f", proprio w {d['proprio_weight_early']:g} before the last plans"
                     if d.get("proprio_weight_early") is not None else "")
         end = d.get("agent_weight_at_end")
-        planner += f", agent w={d['agent_weight']:g}" if d.get("agent_weight", 1.0) not in (None, 1.0) or end is not None else ""
+        agent_weighted = d.get("agent_weight", 1.0) not in (None, 1.0) or end is not None
+        planner += f", agent w={d['agent_weight']:g}" if agent_weighted else ""
         planner += f" ({end:g} in the plans that end the episode)" if end is not None else ""
         seeds = {e["seed"] for e in d["episodes"]}
         run = d["planner"] + ("-readout" if d.get("readout_goal") else "")
         overridden = (d.get("overrides") or d.get("mpc_overrides") or d.get("encoder_override")
-                      or d.get("proprio_weight_override") is not None or d.get("agent_weight", 1.0) not in (None, 1.0)
-                      or d.get("agent_weight_at_end") is not None or d.get("proprio_weight_early") is not None)
+                      or d.get("proprio_weight_override") is not None or agent_weighted
+                      or d.get("proprio_weight_early") is not None)
         same = None if overridden else learned_same_seeds(
             env, run, seeds, d.get("readout_goal"), results_dir)
         if same and (env, planner, len(seeds)) not in learned:

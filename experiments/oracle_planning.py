@@ -282,7 +282,7 @@ def main(argv=None) -> int:
         model = LearnedStateModel.from_file(wm, env, args.state_model, args.radius)
     else:
         model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
-    weighted = args.oracle != "latent" and (args.agent_weight != 1.0 or staged)
+    weighted = args.agent_weight != 1.0 or staged  # the latent oracle refused both above
     terms = state_energy(args.agent_weight, args.agent_weight_at_end, spec.goal_steps) if weighted else None
     agent, settings = build_agent(spec, model, args.planner, env.action_space, readout_goal=args.readout_goal,
                                   terms=terms, **args.planner_settings)
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     loop += f"-enc{encoder_hash(wm.encoder)[:8]}" if args.encoder else ""  # never the default run's file
     loop += f"-pw{args.proprio_weight:g}" if args.proprio_weight is not None else ""
     loop += f"-pwe{args.proprio_weight_early:g}" if args.proprio_weight_early is not None else ""
-    loop += f"-aw{args.agent_weight:g}" if args.agent_weight != 1.0 or staged else ""
+    loop += f"-aw{args.agent_weight:g}" if weighted else ""
     loop += f"-end{args.agent_weight_at_end:g}" if staged else ""
     out = Path(args.out) if args.out else RESULTS / f"{args.env}_oracle_{args.oracle}_{run}{grid}{loop}.json"
     state_sha1 = file_sha1(args.state_model) if args.state_model else None

@@ -1,5 +1,6 @@
 """`wmplan bench` end to end on a tiny random checkpoint, resume, results files, the notebook."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -9,8 +10,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+import envs
 from conftest import tiny_world_model
-from wmplan.bench import mpc_fingerprint
+from wmplan.bench import build_agent, load_model, load_spec, mpc_fingerprint
 from wmplan.cli import main
 from wmplan.mpc import MPCConfig
 from wmplan.results import STALE_MARK, results_markdown, wilson_interval
@@ -72,10 +74,6 @@ def test_bench_budget_horizon_plans_up_to_the_episode_end(tmp_path, tiny_pusht_c
 
 
 def test_bench_early_proprio_weight_holds_until_the_plans_that_end_the_episode(tmp_path, tiny_pusht_checkpoint, capsys):
-    from wmplan.bench import build_agent, load_spec, load_model
-    import dataclasses
-    import envs
-
     out = tmp_path / "e"
     args = ["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--checkpoint", str(tiny_pusht_checkpoint),
             "--planner-settings", '{"num_samples": 8, "num_elites": 2, "iterations": 1}', "--quiet",

@@ -207,10 +207,14 @@ class MPCController:
         (at least one, a partly executed last step counting), so that the plan's last predicted state
         is the state the episode will end in (a last-step energy scores exactly that one)."""
         H = self.config.horizon
+        left = self._planned_steps_left()
+        return H if left is None else max(1, min(H, left))
+
+    def _planned_steps_left(self) -> Optional[int]:
+        """Planned steps until the budget ends (a partly executed last step counting); None without a budget."""
         if self.config.budget is None:
-            return H
-        left = -(-(self.config.budget - self._env_step) // self.fs)  # ceil: a partly executed last step counts
-        return max(1, min(H, left))
+            return None
+        return -(-(self.config.budget - self._env_step) // self.fs)  # ceil
 
     def _replan(self, start: float) -> None:
         cfg = self.config
@@ -225,7 +229,8 @@ class MPCController:
             done = self._queue_length  # planned steps executed since the previous plan
             init = shift_plan(self._plan.actions, done, cfg.pad)[:, :H]
             elites = None if self._plan.elites is None else shift_plan(self._plan.elites, done, cfg.pad)[:, :, :H]
-        at_end = None if cfg.budget is None else self._env_step + H * self.fs >= cfg.budget  # plan ends the episode
+        left = self._planned_steps_left()
+        at_end = None if left is None else H >= left  # the plan's last state is the episode's last
         objective = LatentObjective(self.wm, self.costs, z_hist, self.z_goal, a_past, self._prev_action, self.readout, at_end)
         mode = contextlib.nullcontext() if self.planner.needs_grad else torch.inference_mode()
         with mode:
