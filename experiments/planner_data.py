@@ -11,6 +11,9 @@ by the agent's episodes. `wmplan train --init CKPT --data OUT` then fine-tunes o
         --checkpoint experiments/checkpoints/pusht/world_model.pt --planner gd \
         --planner-settings '{"num_starts": 4, "iterations": 8}' --episodes 200 --seed 20000 --noise 0.3
 
+The agent plans with the benchmark's costs; `wmplan bench`'s cost options (`--budget-horizon`,
+`--proprio-weight[-early]`, `--readout-goal[-settings]`, `--goal-steps`) change them as they do
+there, and are recorded with the data.
 `--describe FILE` writes how often the block moves in the source's and the agent's episodes.
 `--source-episodes N` links only the source's first N episodes, so that the agent's make up more of
 the training windows (300 agent episodes of 50 steps beside 1000 expert episodes of 100 are ~11% of
@@ -62,6 +65,15 @@ def agent_episode(env, agent, task, budget: int, noise: float, rng) -> dict:
     return record_steps(env, obs, act, budget)
 
 
+def cost_record(spec, args) -> dict:
+    """The agent's cost options where they differ from the benchmark's defaults (none: {}, as before they existed)."""
+    costs = {"proprio_weight": args.proprio_weight, "proprio_weight_early": args.proprio_weight_early,
+             "goal_steps": args.goal_steps, "budget_horizon": args.budget_horizon or None,
+             "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None}
+    costs = {k: v for k, v in costs.items() if v is not None}
+    return {"costs": costs} if costs else {}
+
+
 def block_moves(root, moved_mm: float = 5.0, frameskip: int = 5) -> dict:
     """How often the block moves more than `moved_mm` per `frameskip` env steps, in a planner-data set's
     source episodes and in its agent episodes without and with action noise (push-T's state names)."""
@@ -80,7 +92,7 @@ def block_moves(root, moved_mm: float = 5.0, frameskip: int = 5) -> dict:
 
 
 def main(argv=None) -> int:
-    from wmplan.cli_commands.bench import planner_settings
+    from wmplan.cli_commands.bench import add_cost_arguments, planner_settings
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="pusht")
@@ -92,6 +104,7 @@ def main(argv=None) -> int:
                         "the world model, as oracle_planning --oracle state-model does (sampling planners only)")
     p.add_argument("--planner", default="gd")
     p.add_argument("--planner-settings", type=planner_settings, default={})
+    add_cost_arguments(p)  # the agent's costs and horizon, as `wmplan bench` takes them
     p.add_argument("--episodes", type=int, default=100, help="agent episodes to add")
     p.add_argument("--seed", type=int, default=TRAINING_SEEDS, help="first task seed (keep clear of benchmark seeds)")
     p.add_argument("--source-episodes", type=int, default=0,
@@ -110,19 +123,24 @@ def main(argv=None) -> int:
         p.error("--source is required: the dataset the model was trained on")
     if args.seed < TRAINING_SEEDS:
         p.error(f"--seed {args.seed} overlaps benchmark or tuning tasks; use {TRAINING_SEEDS} or above")
-    return collect_agent_episodes(args)
+    try:
+        return collect_agent_episodes(args)
+    except ValueError as err:  # options the spec refuses, e.g. an early proprio weight without the budget horizon
+        p.error(str(err))
 
 
 def collect_agent_episodes(args) -> int:
     """Link the source episodes into `args.out`, then run and write the agent's missing episodes."""
     import envs
-    from wmplan.bench import REPO_ROOT, build_agent, load_model, load_spec
+    from wmplan.bench import REPO_ROOT, build_agent, load_model, load_spec, with_budget_horizon
+    from wmplan.cli_commands.bench import spec_from_cost_arguments
     from wmplan.evaluate import make_tasks
 
     torch.set_num_threads(args.threads)
     source, out = Path(args.source), Path(args.out)
-    spec = load_spec(args.env)
+    spec = spec_from_cost_arguments(load_spec(args.env), args)
     cfg = dataclasses.replace(spec.eval, episodes=args.episodes, seed=args.seed)
+    spec = with_budget_horizon(spec, cfg.budget if args.budget_horizon else None)
     env = envs.make(spec.env, image_size=read_meta(source)["image_size"], **spec.env_kwargs)
     ckpt = REPO_ROOT / (args.checkpoint or spec.checkpoint)
     wm = load_model(ckpt, env, spec.env, "cpu")
@@ -130,13 +148,14 @@ def collect_agent_episodes(args) -> int:
         from experiments.oracle_planning import LearnedStateModel
 
         wm = LearnedStateModel.from_file(wm, env, args.state_model)
-    agent, settings = build_agent(spec, wm, args.planner, env.action_space, **args.planner_settings)
+    agent, settings = build_agent(spec, wm, args.planner, env.action_space, readout_goal=args.readout_goal,
+                                  **args.planner_settings)
     n_source = len(EpisodeDataset(source))
     n_source = min(n_source, args.source_episodes) if args.source_episodes else n_source
     record = {"source": str(source.resolve()), "source_episodes": n_source, "checkpoint": str(ckpt),
               **({"state_model": str(args.state_model)} if args.state_model else {}),
               "planner": args.planner, "planner_settings": settings, "seed": args.seed, "noise": args.noise,
-              "budget": cfg.budget}
+              "budget": cfg.budget, **cost_record(spec, args)}
     meta = read_meta(source)
     if (out / "meta.json").exists() and read_meta(out).get("planner_data", {}) | {"episodes": 0} != record | {"episodes": 0}:
         raise SystemExit(f"{out} holds planner data made with other settings; use another --out")

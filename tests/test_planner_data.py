@@ -55,6 +55,20 @@ def test_benchmark_seeds_and_changed_settings_are_refused(tmp_path, source):
         main(_args(checkpoint, source, out, episodes=1)[:-1] + ["0.1"])
 
 
+def test_the_agent_takes_the_benchmark_cost_options(tmp_path, source, capsys):
+    checkpoint, out = tmp_path / "wm.pt", tmp_path / "union"
+    tiny_world_model().save(checkpoint)
+    staged = ["--budget-horizon", "--proprio-weight", "2", "--proprio-weight-early", "0"]
+    with pytest.raises(SystemExit):
+        main(_args(checkpoint, source, out, episodes=1) + staged[1:])  # an early weight needs the budget horizon
+    assert "needs the budget horizon" in capsys.readouterr().err
+    assert main(_args(checkpoint, source, out, episodes=1) + staged) == 0
+    assert EpisodeDataset(out).meta["planner_data"]["costs"] == {
+        "proprio_weight": 2.0, "proprio_weight_early": 0.0, "budget_horizon": True}
+    with pytest.raises(SystemExit, match="other settings"):  # the same data never mixes agents with other costs
+        main(_args(checkpoint, source, out, episodes=2) + staged[:-1] + ["0.5"])
+
+
 def test_source_episodes_links_only_the_first_ones(tmp_path, source):
     checkpoint, out = tmp_path / "wm.pt", tmp_path / "union"
     tiny_world_model().save(checkpoint)

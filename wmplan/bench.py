@@ -208,6 +208,17 @@ def load_model(ckpt: Path, env, env_name: str, device: str):
     return wm
 
 
+def with_budget_horizon(spec: BenchSpec, budget: int | None) -> BenchSpec:
+    """`spec` whose MPC loop knows the episode's step `budget` (None: it does not), so the last re-plans
+    plan only up to the episode's end; refused for an early proprio weight without one."""
+    if budget is not None:
+        spec = dataclasses.replace(spec, mpc=dataclasses.replace(spec.mpc, budget=budget))
+    if spec.proprio_weight_early is not None and spec.mpc.budget is None:
+        raise ValueError("an early proprio weight needs the budget horizon (--budget-horizon): without it no plan "
+                         "knows whether it ends the episode")
+    return spec
+
+
 def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = None, checkpoint: str | None = None,
               guardrail: bool = False, device: str = "cpu", progress: bool = True, seed: int | None = None,
               route: bool = False, readout_goal: bool = False, budget_horizon: bool = False, **planner_cfg) -> dict:
@@ -221,11 +232,7 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
 
     cfg = spec.eval if episodes is None else dataclasses.replace(spec.eval, episodes=episodes)
     cfg = dataclasses.replace(cfg, keep_out=spec.keep_out, seed=cfg.seed if seed is None else seed)
-    if budget_horizon:
-        spec = dataclasses.replace(spec, mpc=dataclasses.replace(spec.mpc, budget=cfg.budget))
-    if spec.proprio_weight_early is not None and spec.mpc.budget is None:
-        raise ValueError("an early proprio weight needs the budget horizon (--budget-horizon): without it no plan "
-                         "knows whether it ends the episode")
+    spec = with_budget_horizon(spec, cfg.budget if budget_horizon else None)
     env = envs.make(spec.env, **spec.env_kwargs)
     if planner in BASELINES:
         if guardrail or route or readout_goal or budget_horizon or planner_cfg:

@@ -22,6 +22,18 @@ def add_arguments(p):
     p.add_argument("--guardrail", action="store_true", help="add the env's keep-out guardrail as a constraint")
     p.add_argument("--route", action="store_true",
                    help="add the route energy: distance-to-go along the env's route graph (`wmplan route-graph`)")
+    add_cost_arguments(p)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
+    p.add_argument("--planner-settings", type=planner_settings, default={},
+                   help='JSON overrides of the env\'s planner settings, e.g. \'{"num_samples": 48}\' (recorded in the results)')
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_cost_arguments(p):
+    """The options that shape the agent's costs and horizon: `wmplan bench`'s, and those of the scripts
+    that drive its agent (`experiments/planner_data.py`); `spec_from_cost_arguments` applies them."""
     p.add_argument("--readout-goal", action="store_true",
                    help="add the env's probe-read goal term (e.g. push-T's block position read from the latents)")
     p.add_argument("--readout-goal-weight", type=float, default=None, help="override that term's weight")
@@ -30,17 +42,41 @@ def add_arguments(p):
                         '["block_x", "block_y", "sin(block_theta)", "cos(block_theta)"], "scale": [50, 50, 0.87, 0.87]}\'')
     p.add_argument("--budget-horizon", action="store_true",
                    help="tell the MPC loop the step budget: the last re-plans plan only up to the episode's end")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
     p.add_argument("--proprio-weight", type=float, default=None, help="override the spec's proprio goal weight")
     p.add_argument("--proprio-weight-early", type=float, default=None,
                    help="the proprio goal weight while a plan ends before the episode (needs --budget-horizon); "
                         "the agent can still reach its goal position later")
     p.add_argument("--goal-steps", choices=["last", "all"], default=None, help="override the spec's goal steps")
-    p.add_argument("--planner-settings", type=planner_settings, default={},
-                   help='JSON overrides of the env\'s planner settings, e.g. \'{"num_samples": 48}\' (recorded in the results)')
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def spec_from_cost_arguments(spec, args):
+    """`spec` with `add_cost_arguments`' overrides applied.
+
+    `--budget-horizon` is left to `wmplan.bench.with_budget_horizon`, which knows the episode budget."""
+    overrides = {k: v for k, v in (("proprio_weight", args.proprio_weight), ("goal_steps", args.goal_steps),
+                                   ("proprio_weight_early", args.proprio_weight_early)) if v is not None}
+    spec = dataclasses.replace(spec, **overrides)
+    if args.readout_goal and spec.readout_goal is None:
+        raise ValueError(f"{spec.env} has no readout goal configured (BenchSpec.readout_goal); drop --readout-goal")
+    weight, settings = args.readout_goal_weight, dict(args.readout_goal_settings)
+    if (weight is not None or settings) and not args.readout_goal:
+        raise ValueError("--readout-goal-weight and --readout-goal-settings need --readout-goal")
+    if weight is not None:
+        settings["weight"] = weight
+    if settings:
+        spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, **settings))
+    return spec
+
+
+def _readout_suffix(args) -> str:
+    """The readout-goal options' part of a default output folder's name: a re-weighted run never lands
+    in the default run's folder."""
+    if not args.readout_goal:
+        return ""
+    weight = args.readout_goal_weight
+    settings = dict(args.readout_goal_settings) | ({"weight": weight} if weight is not None else {})
+    return ("-readout" + (f"-w{weight:g}" if weight is not None else "")
+            + (f"-{_short_hash(settings)}" if set(settings) - {"weight"} else ""))
 
 
 def planner_settings(text: str) -> dict:
@@ -88,22 +124,8 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = load_spec(args.env)
-    overrides = {k: v for k, v in (("proprio_weight", args.proprio_weight), ("goal_steps", args.goal_steps),
-                                   ("proprio_weight_early", args.proprio_weight_early)) if v is not None}
-    spec = dataclasses.replace(spec, **overrides)
-    if args.readout_goal and spec.readout_goal is None:
-        raise ValueError(f"{spec.env} has no readout goal configured (BenchSpec.readout_goal); drop --readout-goal")
-    weight, settings = args.readout_goal_weight, dict(args.readout_goal_settings)
-    if (weight is not None or settings) and not args.readout_goal:
-        raise ValueError("--readout-goal-weight and --readout-goal-settings need --readout-goal")
-    if weight is not None:
-        settings["weight"] = weight
-    if settings:
-        spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, **settings))
-    # a re-weighted run never lands in the default run's folder
-    readout = ("-readout" + (f"-w{weight:g}" if weight is not None else "")
-               + (f"-{_short_hash(settings)}" if set(settings) - {"weight"} else "")) if args.readout_goal else ""
-    suffix = ("-route" if args.route else "") + readout + ("-keepout" if args.guardrail else "") + (
+    spec = spec_from_cost_arguments(spec, args)
+    suffix = ("-route" if args.route else "") + _readout_suffix(args) + ("-keepout" if args.guardrail else "") + (
         "-budgeth" if args.budget_horizon else "") + (
         f"-pwe{args.proprio_weight_early:g}" if args.proprio_weight_early is not None else "")
     out = args.out or f"runs/bench/{spec.env}-{args.planner}{suffix}"
