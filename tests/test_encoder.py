@@ -84,6 +84,7 @@ def test_wmplan_encoder_roundtrip_and_hash(tmp_path):
         loaded.encode_pixels(frames(size=64).astype(np.float32))
 
 
+@pytest.mark.filterwarnings("ignore:bf16 on cpu")  # emulated on AVX2-only CI machines: slow, still correct
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_dino_pretraining_loss_decreases_without_collapse(precision):
     import math
@@ -263,6 +264,22 @@ def test_unknown_precision_is_refused_by_name():
         autocast("mps", "bf16")
     with pytest.raises(SystemExit, match="own flags"):  # the flag, not --set, chooses it
         config_overrides(["precision=bf16"])
+
+
+def test_emulated_bf16_warns_and_native_bf16_does_not(monkeypatch):
+    import warnings
+
+    from wmplan import precision
+
+    for native in (False, True):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+        assert precision.native_bf16("cpu") is native
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            precision.warn_if_emulated("cpu", "bf16")
+            precision.warn_if_emulated("cpu", "fp32")  # fp32 never warns
+        assert [str(w.message).split(":")[0] for w in caught] == ([] if native else ["bf16 on cpu"])
+    assert precision.native_bf16("meta") is False
 
 
 def test_bf16_cpu_training_uses_the_math_attention_path_and_nothing_else_changes():

@@ -89,6 +89,7 @@ def test_training_lowers_loss_tenfold_and_fits_probe(dataset, tmp_path):
     assert wm.probe.names == ["agent_x", "agent_y"]
 
 
+@pytest.mark.filterwarnings("ignore:bf16 on cpu")  # emulated on AVX2-only CI machines: slow, still correct
 def test_bf16_training_learns_as_fp32_does_and_keeps_fp32_weights(dataset, tmp_path):
     bf16 = train_world_model(dataset, encoder(), tmp_path / "bf16", "toy", PCFG, tcfg(rollout_steps=2, precision="bf16"),
                              progress=False)

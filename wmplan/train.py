@@ -25,7 +25,7 @@ from wmplan.data import EpisodeDataset, gather_window, window_index
 from wmplan.encoders.features import cache_features, load_features
 from wmplan.encoders.loading import encoder_hash
 from wmplan.encoders.vit import ViTEncoder
-from wmplan.precision import autocast, check_precision
+from wmplan.precision import autocast, check_precision, warn_if_emulated
 from wmplan.predictor import Predictor, PredictorConfig
 from wmplan.probe import Probe, ProbeConfig, fit_probe, state_targets
 from wmplan.world_model import WorldModel
@@ -243,6 +243,7 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta, cfg, pcfg = dataset.meta, config, predictor_config
+    warn_if_emulated(device, cfg.precision)
     data = LatentData(dataset, encoder, device, progress)
     train_ids, val_ids = dataset.split(cfg.val_fraction, seed)
     p_all = torch.cat([data.proprio[i] for i in train_ids])

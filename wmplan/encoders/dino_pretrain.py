@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from wmplan.checkpoint import CheckpointError, load_checkpoint, omit_later_defaults, save_atomic
 from wmplan.encoders.vit import VIT_CONFIGS, ViTEncoder, pixels_to_tensor
-from wmplan.precision import autocast, check_precision, short_sequence_attention
+from wmplan.precision import autocast, check_precision, short_sequence_attention, warn_if_emulated
 
 __all__ = ["DinoConfig", "DINOHead", "TeacherTargets", "DINOLoss", "IBOTPatchLoss", "koleo_loss", "random_patch_masks", "multi_crop",
            "pretrain_dino"]
@@ -262,6 +262,7 @@ def pretrain_dino(frames: np.ndarray, config: DinoConfig = DinoConfig(), seed: i
         `[{"step", "loss", "dino", "ibot", "koleo"}]`.
     """
     cfg, gen = config, torch.Generator().manual_seed(seed)
+    warn_if_emulated(device, cfg.precision)
     student = ViTEncoder(replace(VIT_CONFIGS[cfg.arch], input_blur=cfg.input_blur), seed=seed).to(device)
     D, first_patch = student.config.embed_dim, 1 + student.config.num_register_tokens
     with torch.random.fork_rng(devices=[]):  # the heads' default init uses the global RNG: seed it, leave it as it was
