@@ -58,14 +58,18 @@ def spec_from_cost_arguments(spec, args):
     spec = dataclasses.replace(spec, **overrides)
     if args.readout_goal and spec.readout_goal is None:
         raise ValueError(f"{spec.env} has no readout goal configured (BenchSpec.readout_goal); drop --readout-goal")
-    weight, settings = args.readout_goal_weight, dict(args.readout_goal_settings)
-    if (weight is not None or settings) and not args.readout_goal:
+    settings = _readout_overrides(args)
+    if settings and not args.readout_goal:
         raise ValueError("--readout-goal-weight and --readout-goal-settings need --readout-goal")
-    if weight is not None:
-        settings["weight"] = weight
     if settings:
         spec = dataclasses.replace(spec, readout_goal=dataclasses.replace(spec.readout_goal, **settings))
     return spec
+
+
+def _readout_overrides(args) -> dict:
+    """`ReadoutGoalSpec` overrides from `--readout-goal-settings`, with `--readout-goal-weight` over its weight."""
+    weight = args.readout_goal_weight
+    return dict(args.readout_goal_settings) | ({"weight": weight} if weight is not None else {})
 
 
 def _readout_suffix(args) -> str:
@@ -73,8 +77,7 @@ def _readout_suffix(args) -> str:
     in the default run's folder."""
     if not args.readout_goal:
         return ""
-    weight = args.readout_goal_weight
-    settings = dict(args.readout_goal_settings) | ({"weight": weight} if weight is not None else {})
+    weight, settings = args.readout_goal_weight, _readout_overrides(args)
     return ("-readout" + (f"-w{weight:g}" if weight is not None else "")
             + (f"-{_short_hash(settings)}" if set(settings) - {"weight"} else ""))
 
