@@ -76,6 +76,31 @@ def test_feature_cache_is_keyed_by_encoder(dataset):
     assert cache_features(dataset, enc, progress=False) == path and path.stat().st_mtime_ns == mtime  # reused
 
 
+def test_linked_episodes_take_their_tokens_from_the_source_cache(dataset, tmp_path, monkeypatch):
+    import wmplan.encoders.features as features
+
+    enc, other = encoder(), ViTEncoder(encoder().config, seed=1)  # `other` has no cache in the source
+    source = load_features(cache_features(dataset, enc, progress=False), enc)
+    own = make_dataset(tmp_path / "agent", episodes=1, seed=7)  # the new episode, and its own encoding
+    fresh = load_features(cache_features(own, enc, progress=False), enc)[0]
+    root = tmp_path / "dagger"  # the source's episodes linked, then the new one (as planner_data builds it)
+    (root / "episodes").mkdir(parents=True)
+    (root / "meta.json").write_text((dataset.root / "meta.json").read_text())
+    for i in range(len(dataset)):
+        episode_path(root, i).symlink_to(episode_path(dataset.root, i).resolve())
+    episode_path(own.root, 0).rename(episode_path(root, len(dataset)))
+    encoded = []
+    real = features.encode_frames
+    monkeypatch.setattr(features, "encode_frames", lambda e, px, bs=256: encoded.append(len(px)) or real(e, px, bs))
+    grown = EpisodeDataset(root)
+    feats = load_features(cache_features(grown, enc, progress=False), enc)
+    assert encoded == [STEPS + 1]  # only the new episode went through the encoder
+    assert all(np.array_equal(a, b) for a, b in zip(feats, source + [fresh]))
+    encoded.clear()
+    cache_features(grown, other, progress=False)
+    assert len(encoded) == len(grown)  # without a source cache of this encoder every episode is encoded
+
+
 def test_training_lowers_loss_tenfold_and_fits_probe(dataset, tmp_path):
     metrics = train_world_model(dataset, encoder(), tmp_path, "toy", PCFG, tcfg(rollout_steps=2), progress=False)
     first, last = metrics["log"][0], metrics["log"][-1]

@@ -5,6 +5,10 @@ running the ViT every step. The cache is an HDF5 file next to the dataset,
 `DIR/features_<hash16>.h5`, one dataset per episode (`ep_000000: [T+1, N, D_v]`), with the full
 encoder hash in its attributes: a cache made by another encoder (or for fewer episodes) is never
 used. It is written atomically (temporary file + `os.replace`).
+
+Episodes linked from another dataset (`experiments/planner_data.py` links the source's episodes
+beside the agent's) take their tokens from that dataset's valid cache instead of the encoder: a
+DAgger round re-encodes only its new episodes.
 """
 
 from __future__ import annotations
@@ -60,11 +64,55 @@ def cache_features(dataset, encoder: ViTEncoder, batch_size: int = 256, device: 
     if _is_valid(path, digest, len(dataset)):
         return path
     encoder = encoder.to(device).freeze()
+    paths = getattr(dataset, "paths", None)  # an EpisodeDataset's files; links among them may reuse tokens
+    with _LinkedTokens(digest) as linked:
 
-    def tokens(i: int) -> np.ndarray:
-        return encode_frames(encoder, dataset.episode(i, keys=("pixels",))["pixels"], batch_size)  # [T+1, N, D_v]
+        def tokens(i: int) -> np.ndarray:  # [T+1, N, D_v]
+            reused = linked.tokens(paths[i]) if paths is not None else None
+            if reused is not None:
+                return reused
+            return encode_frames(encoder, dataset.episode(i, keys=("pixels",))["pixels"], batch_size)
 
-    return write_cache(dataset, encoder, tokens, dtype, progress)
+        return write_cache(dataset, encoder, tokens, dtype, progress)
+
+
+class _LinkedTokens:
+    """Cached tokens of episode files that are links into another dataset with a valid cache.
+
+    The source's cache holds its episodes by their position in its sorted file list, as
+    `EpisodeDataset` orders them; it is trusted exactly as that dataset's own training would trust it.
+    """
+
+    def __init__(self, digest: str):
+        self.digest, self.sources = digest, {}  # source root -> (open cache, {file name: position}) or None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for source in self.sources.values():
+            if source is not None:
+                source[0].close()
+
+    def tokens(self, path: Path) -> np.ndarray | None:
+        """`[T+1, N, D_v]` for a linked episode file whose source has a valid cache, else None."""
+        if not Path(path).is_symlink():
+            return None
+        target = Path(path).resolve()
+        root = target.parent.parent
+        if root not in self.sources:
+            self.sources[root] = self._open(root)
+        if self.sources[root] is None or target.name not in self.sources[root][1]:
+            return None
+        cache, position = self.sources[root]
+        return cache[f"ep_{position[target.name]:06d}"][()].astype(np.float32)
+
+    def _open(self, root: Path):
+        names = sorted(p.name for p in (root / "episodes").glob("ep_*.h5"))
+        path = cache_path(root, self.digest)
+        if not _is_valid(path, self.digest, len(names)):
+            return None
+        return h5py.File(path, "r"), {name: i for i, name in enumerate(names)}
 
 
 def write_cache(dataset, encoder: ViTEncoder, tokens, dtype: str = "float16", progress: bool = False) -> Path:
