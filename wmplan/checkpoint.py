@@ -58,13 +58,15 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_locati
         CheckpointError: the file is not a readable checkpoint, or is of another kind.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, expected a checkpoint file (e.g. {path / 'world_model.pt'})")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for corrupt files; report one clear error
         raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"{path} is not a readable checkpoint ({_first_line(err)}); "
             "it may be truncated or corrupt: delete it and re-create it"
         ) from None
     if not isinstance(obj, dict):
@@ -72,6 +74,13 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_locati
     if kind is not None and obj.get("kind") != kind:
         raise CheckpointError(f"{path} is a {obj.get('kind', 'unknown')!r} checkpoint, expected {kind!r}")
     return obj
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    """`Type: first line of the message`, cut to `limit` characters; just the type when the message is empty
+    (torch reports an empty file with an empty message)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:limit]}" if lines else type(err).__name__
 
 
 def check_expected(path, found: dict, expected: dict) -> None:
