@@ -46,7 +46,7 @@ def make_planner(name: str, device: str = "cpu", **cfg) -> Planner:
         **cfg: fields of the planner's config dataclass (for `cem-gd`: `cem={...}`, `gd={...}`).
 
     Raises:
-        ValueError: unknown name or unknown config field.
+        ValueError: unknown name, unknown config field, or a value of the wrong type or range.
     """
     if name not in PLANNERS:
         raise ValueError(f"unknown planner {name!r}; known planners: {', '.join(PLANNERS)}")
@@ -55,7 +55,11 @@ def make_planner(name: str, device: str = "cpu", **cfg) -> Planner:
     unknown = set(cfg) - fields
     if unknown:
         raise ValueError(f"unknown {name} planner setting(s) {sorted(unknown)}; allowed: {sorted(fields)}")
-    return planner_cls(config_cls(**{**defaults, **cfg}), device=device)
+    try:
+        config = config_cls(**{**defaults, **cfg})
+    except ValueError as err:  # say which planner the settings were for (they often come from the CLI)
+        raise ValueError(f"{name} planner settings: {err}") from None
+    return planner_cls(config, device=device)
 
 
 def replan_report(world_model, result: PlanResult, peak_gflops: float | None = None) -> dict:

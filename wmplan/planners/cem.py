@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from wmplan.planners.base import BestTracker, Planner, PlanResult, Problem, colored_noise, feasible_first_order
+from wmplan.planners.settings import check_settings
 
 __all__ = ["CEMConfig", "CEMPlanner"]
 
@@ -31,6 +32,7 @@ class CEMConfig:
     carry_elites: bool = False  # accept shifted elites of the previous re-plan as candidates (iCEM)
 
     def __post_init__(self):
+        check_settings(self)  # types and finiteness; the ranges follow
         if not 1 <= self.num_elites <= self.num_samples:
             raise ValueError(f"need 1 <= num_elites <= num_samples, got {self.num_elites} and {self.num_samples}")
         if self.iterations < 1:

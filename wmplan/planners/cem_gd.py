@@ -11,6 +11,7 @@ import torch
 from wmplan.planners.base import BestTracker, Planner, PlanResult, Problem
 from wmplan.planners.cem import CEMConfig, CEMPlanner
 from wmplan.planners.gd import GDConfig, GDPlanner
+from wmplan.planners.settings import check_settings
 
 __all__ = ["CEMGDConfig", "CEMGDPlanner"]
 
@@ -23,10 +24,7 @@ class CEMGDConfig:
     gd: GDConfig = field(default_factory=lambda: GDConfig(num_starts=4, iterations=20, lr=0.05, init_noise=0.0))
 
     def __post_init__(self):
-        if isinstance(self.cem, dict):
-            object.__setattr__(self, "cem", CEMConfig(**self.cem))
-        if isinstance(self.gd, dict):
-            object.__setattr__(self, "gd", GDConfig(**self.gd))
+        check_settings(self)  # a dict of settings becomes its config
         if self.gd.num_starts > self.cem.num_elites:
             raise ValueError(f"gd.num_starts ({self.gd.num_starts}) must be <= cem.num_elites ({self.cem.num_elites})")
 

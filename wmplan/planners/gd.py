@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from wmplan.planners.base import BestTracker, Planner, PlanResult, Problem, randn
+from wmplan.planners.settings import check_settings
 
 __all__ = ["GDConfig", "GDPlanner"]
 
@@ -26,14 +27,15 @@ class GDConfig:
     iterations: int = 50  # Adam steps per re-plan
     lr: float = 0.1  # Adam learning rate in units of the half action range
     final_lr: float = 0.05  # cosine-annealed final learning rate, as a fraction of `lr`
-    betas: tuple = (0.5, 0.9)  # Adam moment decays; less momentum than (0.9, 0.999) settles within ~50 steps
+    betas: tuple[float, float] = (0.5, 0.9)  # Adam moment decays; less momentum than (0.9, 0.999) settles within ~50 steps
     init_noise: float = 0.5  # std of the extra starts around the warm start, fraction of half range
     violation_weight: float = 1e3  # cost added per unit of constraint violation
 
     def __post_init__(self):
+        check_settings(self)  # types and finiteness; the ranges follow
         if self.num_starts < 1 or self.iterations < 1:
             raise ValueError(f"need num_starts >= 1 and iterations >= 1, got {self.num_starts}, {self.iterations}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not 0 < self.final_lr <= 1:
             raise ValueError(f"final_lr must be in (0, 1], got {self.final_lr}")

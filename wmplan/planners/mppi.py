@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from wmplan.planners.base import BestTracker, Planner, PlanResult, Problem, colored_noise
+from wmplan.planners.settings import check_settings
 
 __all__ = ["MPPIConfig", "MPPIPlanner"]
 
@@ -31,6 +32,7 @@ class MPPIConfig:
     violation_weight: float = 1e3  # cost added per unit of constraint violation
 
     def __post_init__(self):
+        check_settings(self)  # types and finiteness; the ranges follow
         if self.num_samples < 2 or self.iterations < 1:
             raise ValueError(f"need num_samples >= 2 and iterations >= 1, got {self.num_samples}, {self.iterations}")
         if self.temperature <= 0:
