@@ -104,3 +104,37 @@ def test_cli_collect_and_bad_input(tmp_path, capsys):
     assert json.loads((tmp_path / "c" / "meta.json").read_text())["env"] == "pusht"
     assert main(["collect", "--env", "warehouse", "--episodes", "1", "--out", str(tmp_path / "x")]) == 2
     assert "unknown environment 'warehouse'" in capsys.readouterr().err
+
+
+def test_nan_in_an_episode_is_refused_naming_file_and_array(tmp_path):
+    out = collect(_cfg(tmp_path), progress=False)
+    with h5py.File(episode_path(out, 2), "a") as f:
+        f["actions"][3] = np.nan
+    ds = EpisodeDataset(out)
+    message = r"ep_000002.h5: actions contain NaN or Inf; delete the file and re-run `wmplan collect`"
+    for keys in (("proprio", "actions", "states"), ("pixels", "proprio", "actions", "states")):  # training's, all
+        with pytest.raises(DatasetError, match=message):
+            ds.episode(2, keys=keys)
+    assert ds.episode(1)["actions"].shape == (12, 2)  # the others load
+
+
+@pytest.mark.parametrize("text", ["[]", "3", '"meta"', "null"])
+def test_meta_json_that_is_not_an_object_is_corrupt(tmp_path, text):
+    out = collect(_cfg(tmp_path), progress=False)
+    (out / "meta.json").write_text(text)
+    with pytest.raises(DatasetError, match="meta.json is corrupt .*expected an object.*collect it again"):
+        EpisodeDataset(out)
+
+
+def test_a_file_given_as_dataset_directory_says_so(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(DatasetError, match="f is a file, expected a dataset directory"):
+        EpisodeDataset(tmp_path / "f")
+
+
+def test_dataset_env_check_takes_short_names_and_gymnasium_ids(tmp_path):
+    ds = EpisodeDataset(collect(_cfg(tmp_path, episodes=1), progress=False))
+    ds.check_env("pusht"), ds.check_env("wmplan/PushT-v0")
+    with pytest.raises(DatasetError, match="collected in 'pusht', the checkpoint trained on 'maze'; use a dataset"):
+        ds.check_env("maze", "the checkpoint trained on")
+

@@ -11,7 +11,8 @@ On disk (HDF5 via h5py, one file per episode so writes are atomic and collection
         attrs: seed, steps, complete=True
 """
 
-from wmplan.data.dataset import DatasetError, EpisodeDataset, episode_path, read_meta, write_episode
+from wmplan.data.dataset import DatasetError, EpisodeDataset, episode_path, read_meta, registered_name, write_episode
 from wmplan.data.windows import gather_window, window_index
 
-__all__ = ["DatasetError", "EpisodeDataset", "episode_path", "read_meta", "write_episode", "gather_window", "window_index"]
+__all__ = ["DatasetError", "EpisodeDataset", "episode_path", "read_meta", "registered_name", "write_episode",
+           "gather_window", "window_index"]

@@ -17,6 +17,16 @@ class DatasetError(ValueError):
     """A dataset directory or episode file is missing, corrupt or inconsistent."""
 
 
+def registered_name(env: str) -> str:
+    """The short name datasets record for `env` (a short name or gymnasium id); an unregistered name as given."""
+    import envs
+
+    try:
+        return envs.entry(env).name
+    except envs.EnvInputError:  # not a registered env, e.g. a custom one
+        return env
+
+
 def episode_path(root: Path, index: int) -> Path:
     return Path(root) / "episodes" / f"ep_{index:06d}.h5"
 
@@ -41,9 +51,13 @@ def read_meta(root: Path) -> dict:
     if not path.is_file():
         raise DatasetError(f"{root} is not a wmplan dataset (no meta.json); create one with `wmplan collect --out {root}`")
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path} is corrupt ({err}); delete the dataset and collect it again") from err
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path} is corrupt (a JSON {type(meta).__name__}, expected an object); "
+                           "delete the dataset and collect it again")
+    return meta
 
 
 def write_episode(path: Path, arrays: dict, attrs: dict) -> None:
@@ -75,6 +89,14 @@ def _check_episode_arrays(arrays: dict, where: str) -> None:
             raise DatasetError(f"{where}: {key} has {len(arrays[key])} rows, expected {n + 1} (= actions + 1)")
     if arrays["pixels"].ndim != 4 or arrays["pixels"].shape[-1] != 3:
         raise DatasetError(f"{where}: pixels must be [T+1, H, W, 3], got {arrays['pixels'].shape}")
+    _check_finite(arrays, where)
+
+
+def _check_finite(arrays: dict, where: str) -> None:
+    """Refuse NaN or Inf in the float arrays: one bad value turns every loss that sees it into NaN."""
+    for key, value in arrays.items():
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            raise DatasetError(f"{where}: {key} contain NaN or Inf; delete the file and re-run `wmplan collect`")
 
 
 def is_complete(path: Path) -> bool:
@@ -95,6 +117,8 @@ class EpisodeDataset:
 
     def __init__(self, root):
         self.root = Path(root)
+        if self.root.is_file():
+            raise DatasetError(f"{self.root} is a file, expected a dataset directory (from `wmplan collect --out DIR`)")
         if not self.root.is_dir():
             raise DatasetError(f"dataset directory {self.root} does not exist; create it with `wmplan collect --out {self.root}`")
         self.meta = read_meta(self.root)
@@ -120,7 +144,20 @@ class EpisodeDataset:
             ) from err
         if set(keys) == set(EPISODE_KEYS):
             _check_episode_arrays(arrays, str(path))
+        else:
+            _check_finite(arrays, str(path))
         return arrays
+
+    def check_env(self, env: str, expected_by: str = "not") -> None:
+        """Raise DatasetError unless the dataset was collected in `env` (a short name or gymnasium id).
+
+        `expected_by` says who wants `env`: the message reads "DIR was collected in 'maze', {expected_by} 'pusht'",
+        e.g. with "the checkpoint trained on".
+        """
+        collected = self.meta.get("env")
+        if collected != registered_name(env):
+            raise DatasetError(f"{self.root} was collected in {collected!r}, {expected_by} {env!r}; "
+                               f"use a dataset collected in {env!r}")
 
     def lengths(self) -> np.ndarray:
         """Number of actions per episode: int [E]."""
