@@ -89,7 +89,6 @@ def _check_episode_arrays(arrays: dict, where: str) -> None:
             raise DatasetError(f"{where}: {key} has {len(arrays[key])} rows, expected {n + 1} (= actions + 1)")
     if arrays["pixels"].ndim != 4 or arrays["pixels"].shape[-1] != 3:
         raise DatasetError(f"{where}: pixels must be [T+1, H, W, 3], got {arrays['pixels'].shape}")
-    _check_finite(arrays, where)
 
 
 def _check_finite(arrays: dict, where: str) -> None:
@@ -144,8 +143,7 @@ class EpisodeDataset:
             ) from err
         if set(keys) == set(EPISODE_KEYS):
             _check_episode_arrays(arrays, str(path))
-        else:
-            _check_finite(arrays, str(path))
+        _check_finite(arrays, str(path))
         return arrays
 
     def check_env(self, env: str, expected_by: str = "not") -> None:
