@@ -13,7 +13,7 @@ import gymnasium as gym
 
 from envs.base import EnvInputError, MujocoEnv
 
-__all__ = ["ENVS", "EnvEntry", "EnvInputError", "MujocoEnv", "make", "make_expert", "entry"]
+__all__ = ["ENVS", "EnvEntry", "EnvInputError", "MujocoEnv", "make", "make_expert", "entry", "load_class"]
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,17 @@ def entry(name: str) -> EnvEntry:
     raise EnvInputError(f"unknown environment {name!r}; known environments: {known}")
 
 
-def _load(path: str):
+def load_class(path: str) -> type:
+    """The class a registry entry names as `"module:Class"` (its `entry_point` or `expert`)."""
     module, attr = path.split(":")
     return getattr(importlib.import_module(module), attr)
 
 
 def make(name: str, **kwargs) -> MujocoEnv:
     """Build an env by short name or gymnasium id (unwrapped: no TimeLimit)."""
-    return _load(entry(name).entry_point)(**kwargs)
+    return load_class(entry(name).entry_point)(**kwargs)
 
 
 def make_expert(name: str, env: MujocoEnv, **kwargs):
     """The scripted expert of env `name`, acting on `env` (reads its state and goal)."""
-    return _load(entry(name).expert)(env, **kwargs)
+    return load_class(entry(name).expert)(env, **kwargs)

@@ -138,3 +138,24 @@ def test_dataset_env_check_takes_short_names_and_gymnasium_ids(tmp_path):
     with pytest.raises(DatasetError, match="collected in 'pusht', the checkpoint trained on 'maze'; use a dataset"):
         ds.check_env("maze", "the checkpoint trained on")
 
+
+@pytest.mark.parametrize("kw, message", [
+    ({"policy": "expert", "policy_kwargs": {"nois": 3}}, r"unknown policy_kwargs of the pusht expert policy: 'nois'; accepted: noise, random_frac, "),
+    ({"env_kwargs": {"layut": 1}}, r"unknown env_kwargs of pusht: 'layut'; accepted: config, render_mode"),
+    ({"env_kwargs": {"image_size": 32}}, r"'image_size'; .*set by collect itself: image_size"),  # --image-size sets it
+    ({"policy": "random", "policy_kwargs": {"noise": 3}}, r"random policy: 'noise'; accepted: none"),
+])
+def test_unknown_collect_kwargs_fail_before_anything_is_written(tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        collect(_cfg(tmp_path, **kw), progress=False)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_cli_collect_unknown_kwargs_is_a_one_line_error(tmp_path, capsys):
+    args = ["collect", "--env", "maze", "--episodes", "1", "--out", str(tmp_path / "x"), "--quiet"]
+    assert main([*args, "--policy-kwargs", '{"nois": 3}']) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'nois'; accepted: noise, random_frac, segment_steps" in err
+    assert main([*args, "--env-kwargs", '{"layut": "umaze"}']) == 2
+    assert "'layut'; accepted: layout, layout_seed" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

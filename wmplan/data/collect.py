@@ -6,6 +6,7 @@ interrupted collection resumes by skipping the episode files already complete.
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing as mp
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +62,30 @@ class RandomPolicy:
             self.left = int(self.rng.integers(1, 6))
         self.left -= 1
         return self.action
+
+
+def check_kwargs(cfg: CollectConfig) -> None:
+    """Raise ValueError naming any `env_kwargs` or `policy_kwargs` the env or policy does not take, and those it
+    does: a typo fails here, before anything is written, not as a TypeError inside the first episode."""
+    import envs
+
+    entry = envs.entry(cfg.env)
+    policy = RandomPolicy if cfg.policy == "random" else envs.load_class(entry.expert)
+    _check_names(f"env_kwargs of {entry.name}", cfg.env_kwargs, envs.load_class(entry.entry_point), set_elsewhere={"image_size"})
+    _check_names(f"policy_kwargs of the {entry.name} {cfg.policy} policy", cfg.policy_kwargs, policy,
+                 set_elsewhere={"env", "seed"})
+
+
+def _check_names(what: str, kwargs: dict, cls, set_elsewhere: set) -> None:
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # takes any keyword
+    accepted = [n for n, p in params.items() if n not in set_elsewhere
+                and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        raise ValueError(f"unknown {what}: {', '.join(map(repr, unknown))}; accepted: {', '.join(accepted) or 'none'} "
+                         f"(set by collect itself: {', '.join(sorted(set_elsewhere))})")
 
 
 def _make_policy(cfg: CollectConfig, env, seed: int):
@@ -141,6 +166,7 @@ def _check_resume(cfg: CollectConfig, meta: dict) -> None:
 def collect(cfg: CollectConfig, progress: bool = True) -> Path:
     """Collect `cfg.episodes` episodes into `cfg.out`, skipping complete ones. Returns the path."""
     out = Path(cfg.out)
+    check_kwargs(cfg)
     meta = _meta(cfg)
     requested = cfg.episodes
     if (out / "meta.json").exists():
