@@ -262,7 +262,7 @@ def test_unknown_precision_is_refused_by_name():
         DinoConfig(precision="fp16")
     with pytest.raises(ValueError, match="cpu or cuda"):
         autocast("mps", "bf16")
-    with pytest.raises(SystemExit, match="own flags"):  # the flag, not --set, chooses it
+    with pytest.raises(ValueError, match="own flags"):  # the flag, not --set, chooses it
         config_overrides(["precision=bf16"])
 
 

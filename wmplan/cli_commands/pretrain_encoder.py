@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -22,7 +23,7 @@ def add_arguments(p):
                    help="bf16: autocast the forward passes to bfloat16 (faster on CPUs with AVX512-BF16 and on GPUs; "
                         "weights and the written encoder stay fp32)")
     p.add_argument("--seed", type=int, default=0, help="seeds frame sampling, initialisation and augmentation")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", type=_override_arg,
                    help="override a DinoConfig field, e.g. --set global_scale=0.85,1.0 --set local_crops=0 (repeatable)")
     p.add_argument("--save-every", type=int, default=100, help="steps between writes of the resumable state (OUT.state)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -32,25 +33,40 @@ OWN_FLAGS = ("arch", "steps", "batch_size", "precision")  # DinoConfig fields se
 
 
 def config_overrides(pairs: list[str]) -> dict:
-    """`["lr=1e-3", "global_scale=0.85,1.0"]` -> typed DinoConfig fields (types from the defaults); clear errors."""
+    """`["lr=1e-3", "global_scale=0.85,1.0"]` -> typed DinoConfig fields (types from the defaults).
+
+    Raises:
+        ValueError: a pair is not KEY=VALUE with KEY a DinoConfig field set by no flag of its own, or VALUE does
+            not convert to the field's type.
+    """
+    return dict(parse_override(pair) for pair in pairs)
+
+
+def parse_override(pair: str) -> tuple:
+    """`"lr=1e-3"` -> `("lr", 0.001)`, typed as the DinoConfig default; ValueError naming the field's type."""
     from wmplan.encoders.dino_pretrain import DinoConfig
 
-    defaults, out = DinoConfig(), {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not hasattr(defaults, key) or key in OWN_FLAGS:
-            allowed = sorted(k for k in vars(defaults) if k not in OWN_FLAGS)
-            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(allowed)} "
-                             "(arch, steps, batch size and precision have their own flags)")
-        default = getattr(defaults, key)
-        try:
-            if isinstance(default, tuple):
-                out[key] = tuple(type(d)(v) for d, v in zip(default, text.split(","), strict=True))
-            else:
-                out[key] = type(default)(text) if not isinstance(default, bool) else text.lower() in ("1", "true", "yes")
-        except ValueError as exc:
-            raise SystemExit(f"--set {pair!r}: {key} takes {type(default).__name__} like {default!r} ({exc})") from None
-    return out
+    defaults = DinoConfig()
+    key, sep, text = pair.partition("=")
+    if not sep or not hasattr(defaults, key) or key in OWN_FLAGS:
+        allowed = sorted(k for k in vars(defaults) if k not in OWN_FLAGS)
+        raise ValueError(f"{pair!r}: expected KEY=VALUE with KEY one of {', '.join(allowed)} "
+                         "(arch, steps, batch size and precision have their own flags)")
+    default = getattr(defaults, key)
+    try:
+        if isinstance(default, tuple):
+            return key, tuple(type(d)(v) for d, v in zip(default, text.split(","), strict=True))
+        return key, type(default)(text) if not isinstance(default, bool) else text.lower() in ("1", "true", "yes")
+    except ValueError as exc:
+        raise ValueError(f"{pair!r}: {key} takes {type(default).__name__} like {default!r} ({exc})") from None
+
+
+def _override_arg(pair: str) -> tuple:
+    """argparse `type` of --set: a bad pair is a usage error (exit 2, `wmplan pretrain-encoder: error: ...`)."""
+    try:
+        return parse_override(pair)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def sample_frames(dataset, max_frames: int, seed: int):
@@ -77,7 +93,7 @@ def run(args) -> int:
     from wmplan.encoders.dino_pretrain import DinoConfig, pretrain_dino
 
     config = DinoConfig(arch=args.arch, steps=args.steps, batch_size=args.batch_size, precision=args.precision,
-                        **config_overrides(args.overrides))
+                        **dict(args.overrides))
     dataset = EpisodeDataset(args.data)
     frames = sample_frames(dataset, args.max_frames, args.seed)
     state = Path(str(args.out) + ".state")  # resumable training state; re-run the same command to resume
