@@ -1,6 +1,7 @@
 """Training: loss falls on a tiny synthetic dataset, resuming is exact, probe and CLI work end to end."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -220,6 +221,29 @@ def test_cli_pretrain_then_train_end_to_end(dataset, tmp_path, capsys):
     assert main(["train", "--env", "pusht", *args[3:]]) == 2  # wrong env: one-line error
     assert "collected in 'toy'" in capsys.readouterr().err
     assert main([*args[:5], "--encoder", str(tmp_path / "nope.pt"), *args[7:]]) == 2
+
+
+def test_cli_bad_paths_and_mismatched_envs_are_one_line_errors(dataset, tmp_path, capsys, tiny_pusht_checkpoint):
+    from wmplan.cli import main
+
+    enc, a_file, empty = save_encoder(encoder(), tmp_path / "enc.pt"), tmp_path / "a_file", tmp_path / "empty.pt"
+    a_file.write_text("x"), empty.write_bytes(b"")
+    base = {"--env": "toy", "--data": str(dataset.root), "--encoder": str(enc), "--out": str(tmp_path / "run")}
+    cases = [("--out", a_file, "run directory .*a_file is a file; --out must be a directory"),
+             ("--out", a_file / "run", "cannot create run directory .*--out must be a directory path"),
+             ("--data", a_file, "a_file is a file, expected a dataset directory"),
+             ("--encoder", tmp_path, "is a directory, expected a checkpoint file"),
+             ("--encoder", empty, r"empty.pt is not a readable checkpoint \(EOFError\)")]
+    for flag, value, message in cases:
+        args = base | {flag: str(value)}
+        assert main(["train", *[x for kv in args.items() for x in kv], "--steps", "2", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("wmplan train: error: ") and err.count("\n") == 1 and re.search(message, err), err
+    # a graph of the toy dataset read by a push-T probe would be nonsense
+    assert main(["route-graph", "--data", str(dataset.root), "--checkpoint", str(tiny_pusht_checkpoint),
+                 "--out", str(tmp_path / "graph.pt"), "--quiet"]) == 2
+    assert "collected in 'toy', the checkpoint trained on 'pusht'" in capsys.readouterr().err
+    assert not (tmp_path / "graph.pt").exists()
 
 
 def test_training_can_fit_an_attentive_probe_that_the_checkpoint_keeps(dataset, tmp_path):

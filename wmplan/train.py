@@ -240,8 +240,7 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
     Returns:
         The metrics dict (final train/val losses, probe R² per target, timing).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _run_dir(out_dir)
     meta, cfg, pcfg = dataset.meta, config, predictor_config
     warn_if_emulated(device, cfg.precision)
     data = LatentData(dataset, encoder, device, progress)
@@ -290,6 +289,19 @@ def train_world_model(dataset: EpisodeDataset, encoder: ViTEncoder, out_dir, env
             on_step(step, parts)
     bar.close()
     return _finish(wm, z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device, out, log, (readout, readout_r2))
+
+
+def _run_dir(path) -> Path:
+    """`path` as a run directory, created if missing; a clear error where a file stands in the way."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"run directory {out} is a file; --out must be a directory (pass a new path)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:  # a file where a parent directory should be
+        raise ValueError(f"cannot create run directory {out}: {err.strerror} ({err.filename}); "
+                         "--out must be a directory path") from None
+    return out
 
 
 class _Clock:

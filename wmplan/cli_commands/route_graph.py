@@ -28,6 +28,7 @@ def run(args) -> int:
     cfg = RouteGraphConfig(nodes=args.nodes, stride=args.stride, seed=args.seed)
     dataset = EpisodeDataset(args.data)
     wm = WorldModel.load(args.checkpoint, device=args.device)
+    dataset.check_env(wm.env, "the checkpoint trained on")  # another env's probe reads nonsense positions
     start = time.perf_counter()
     graph = RouteGraph.build(dataset_positions(wm, dataset, device=args.device, progress=not args.quiet), cfg)
     graph.meta.update(data=str(args.data), checkpoint=str(args.checkpoint), seconds=round(time.perf_counter() - start, 1))
