@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -244,6 +245,27 @@ def test_cli_bad_paths_and_mismatched_envs_are_one_line_errors(dataset, tmp_path
                  "--out", str(tmp_path / "graph.pt"), "--quiet"]) == 2
     assert "collected in 'toy', the checkpoint trained on 'pusht'" in capsys.readouterr().err
     assert not (tmp_path / "graph.pt").exists()
+
+
+def test_cli_train_takes_the_env_by_gymnasium_id_as_collect_and_bench_do(dataset, tmp_path, capsys):
+    from argparse import ArgumentParser
+
+    from wmplan.cli import main
+    from wmplan.cli_commands import train as train_command
+    from wmplan.predictor import PREDICTOR_CONFIGS
+
+    parser = ArgumentParser()
+    train_command.add_arguments(parser)
+    by_id = parser.parse_args(["--env", "wmplan/PushT-v0", "--data", "d", "--encoder", "e", "--out", "o"])
+    assert train_command.predictor_config(by_id) == PREDICTOR_CONFIGS["pusht"]
+    maze = tmp_path / "maze"
+    shutil.copytree(dataset.root, maze)
+    (maze / "meta.json").write_text(json.dumps(json.loads((maze / "meta.json").read_text()) | {"env": "maze"}))
+    enc = save_encoder(encoder(), tmp_path / "enc.pt")
+    assert main(["train", "--env", "wmplan/Maze-v0", "--data", str(maze), "--encoder", str(enc), "--out",
+                 str(tmp_path / "run"), "--steps", "2", "--batch-size", "4", "--val-every", "2", "--history", "2",
+                 "--frameskip", "2", "--quiet"]) == 0
+    assert WorldModel.load(tmp_path / "run" / "world_model.pt").env == "maze"  # recorded by its short name
 
 
 def test_training_can_fit_an_attentive_probe_that_the_checkpoint_keeps(dataset, tmp_path):

@@ -52,9 +52,11 @@ def add_arguments(p):
 
 
 def predictor_config(args):
+    from wmplan.data import registered_name
     from wmplan.predictor import PREDICTOR_CONFIGS, PredictorConfig
 
-    name = args.predictor or (args.env if args.env in PREDICTOR_CONFIGS else None)
+    env = registered_name(args.env)
+    name = args.predictor or (env if env in PREDICTOR_CONFIGS else None)
     if name is not None and name not in PREDICTOR_CONFIGS:
         raise ValueError(f"unknown predictor preset {name!r}; known: {sorted(PREDICTOR_CONFIGS)}")
     cfg = PREDICTOR_CONFIGS[name] if name else PredictorConfig()
@@ -64,15 +66,15 @@ def predictor_config(args):
 
 
 def run(args) -> int:
-    from wmplan.data import EpisodeDataset
+    from wmplan.data import EpisodeDataset, registered_name
     from wmplan.encoders import load_encoder
     from wmplan.probe import ATTENTIVE_PROBE, ProbeConfig
     from wmplan.train import TrainConfig, train_world_model
     from wmplan.world_model import WorldModel
 
+    env = registered_name(args.env)  # "wmplan/Maze-v0" trains and is recorded as "maze", as collect and bench take it
     dataset = EpisodeDataset(args.data)
-    if dataset.meta.get("env") != args.env:
-        raise ValueError(f"{args.data} was collected in {dataset.meta.get('env')!r}, not {args.env!r}")
+    dataset.check_env(env)
     encoder = load_encoder(args.encoder, device=args.device, pool_grid=args.pool_grid, input_blur=args.input_blur)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, rollout_steps=args.rollout_steps,
                          proprio_weight=args.proprio_loss_weight,
@@ -80,7 +82,7 @@ def run(args) -> int:
                          readout_weight=args.readout_loss_weight, precision=args.precision,
                          val_every=args.val_every, ckpt_every=args.val_every, warmup_steps=min(200, args.steps // 10 + 1))
     init = WorldModel.load(args.init).predictor.state_dict() if args.init else None
-    metrics = train_world_model(dataset, encoder, args.out, args.env, predictor_config(args), config, seed=args.seed,
+    metrics = train_world_model(dataset, encoder, args.out, env, predictor_config(args), config, seed=args.seed,
                                 device=args.device, progress=not args.quiet, init=init)
     summary = {k: metrics[k] for k in ("final", "probe_r2", "predictor_params", "flops_per_step", "tokens_per_frame")}
     print(json.dumps({"out": str(args.out), **summary}, indent=2))
