@@ -248,3 +248,42 @@ def test_read_episodes_skips_blank_and_cut_lines(tmp_path):
     log = tmp_path / "episodes.jsonl"
     log.write_text('{"index": 0, "seed": 3}\n\n{"index": 1, "see')  # an interruption cut the last record
     assert read_episodes(log) == [{"index": 0, "seed": 3}]
+
+
+def test_bench_route_uses_the_graph_beside_the_checkpoint(tmp_path):
+    from wmplan.bench import route_graph_for
+
+    spec, ckpt = load_spec("maze"), tmp_path / "world_model.pt"
+    assert route_graph_for(spec, ckpt) == spec.route.graph  # none beside it: the configured graph
+    (tmp_path / "route_graph.pt").write_bytes(b"")
+    assert route_graph_for(spec, ckpt) == str(tmp_path / "route_graph.pt")
+    with pytest.raises(ValueError, match="pusht has no route graph configured"):
+        route_graph_for(load_spec("pusht"), ckpt)
+
+
+def test_bench_refuses_bad_numbers_devices_and_checkpoint_paths(tmp_path, tiny_pusht_checkpoint, capsys):
+    base = ["bench", "--env", "pusht", "--planner", "cem", "--episodes", "1", "--quiet", "--out", str(tmp_path / "o")]
+    usage = {("--proprio-weight", "nan"): "must be a finite number >= 0", ("--proprio-weight", "-5"): "must be a finite",
+             ("--proprio-weight-early", "inf"): "must be a finite", ("--readout-goal-weight", "-1"): "must be a finite",
+             ("--threads", "-1"): "must be an integer >= 1", ("--episodes", "0"): "must be an integer >= 1",
+             ("--seed", "-3"): "must be an integer >= 0", ("--readout-goal-settings", '{"weight": "3"}'): "weight must be",
+             ("--readout-goal-settings", '{"scale": "big"}'): "scale must be",
+             ("--readout-goal-settings", '{"scale": [1, NaN]}'): "scale must be"}
+    for (flag, value), message in usage.items():
+        with pytest.raises(SystemExit):  # argparse's usage error, before any work
+            main([*base, flag, value])
+        assert message in capsys.readouterr().err, flag
+    checkpoint = ["--checkpoint", str(tiny_pusht_checkpoint)]
+    for device, message in {"foo": "unknown device 'foo'", "cuda:99": "device 'cuda:99'"}.items():
+        assert main([*base, *checkpoint, "--device", device]) == 2
+        assert message in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(tmp_path)]) == 2
+    assert "is a directory; pass a world_model.pt" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing was written
+
+
+def test_episodes_csv_has_one_success_column(tmp_path, tiny_pusht_checkpoint):
+    out = tmp_path / "b"
+    assert main(["bench", "--env", "pusht", "--planner", "zero", "--episodes", "1", "--out", str(out), "--quiet"]) == 0
+    header = (out / "episodes.csv").read_text().splitlines()[0].split(",")
+    assert header.count("success") == 1 and "coverage" in header

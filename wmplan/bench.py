@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from wmplan.checkpoint import omit_later_defaults
+from wmplan.device import check_device
 from wmplan.evaluate import EvalConfig, KeepOutRegion, evaluate, make_tasks
 from wmplan.mpc import MPCConfig
 from wmplan.results import hardware, markdown_table, summarize, write_results
@@ -208,6 +209,28 @@ def load_model(ckpt: Path, env, env_name: str, device: str):
     return wm
 
 
+def _checked_checkpoint(path: str) -> Path:
+    """The checkpoint file `path` resolves to, or a FileNotFoundError that says what to pass."""
+    ckpt = _resolve(path)
+    if not ckpt.is_file():
+        what = "is a directory" if ckpt.is_dir() else "does not exist"
+        raise FileNotFoundError(f"checkpoint {ckpt} {what}; pass a world_model.pt written by `wmplan train` "
+                                "(or leave out --checkpoint for the shipped one)")
+    return ckpt
+
+
+def route_graph_for(spec: BenchSpec, ckpt: Path) -> str:
+    """The route graph for checkpoint `ckpt`: `route_graph.pt` beside it (where the README's `wmplan route-graph
+    --out` puts it), else the spec's. Its nodes are positions in env units (read by a probe), so the spec's
+    graph serves any checkpoint of the same layout; one built from your own data and probe fits it better."""
+    if spec.route is None:
+        raise ValueError(f"{spec.env} has no route graph configured (BenchSpec.route)")
+    beside = ckpt.parent / "route_graph.pt"
+    if beside.is_file() and beside.resolve() != _resolve(spec.route.graph).resolve():
+        return str(beside)
+    return spec.route.graph  # as configured, so results name it as before
+
+
 def with_budget_horizon(spec: BenchSpec, budget: int | None) -> BenchSpec:
     """`spec` whose MPC loop knows the episode's step `budget` (None: it does not), so the last re-plans
     plan only up to the episode's end; refused for an early proprio weight without one."""
@@ -241,7 +264,10 @@ def run_bench(spec: BenchSpec, planner: str, out_dir, episodes: int | None = Non
         ckpt, ckpt_sha1, settings, wm = None, None, {}, None
         agent = build_baseline(planner, env.action_space, seed=cfg.seed)
     else:
-        ckpt = _resolve(checkpoint or spec.checkpoint)
+        check_device(device)
+        ckpt = _checked_checkpoint(checkpoint or spec.checkpoint)
+        if route:
+            spec = dataclasses.replace(spec, route=dataclasses.replace(spec.route, graph=route_graph_for(spec, ckpt)))
         ckpt_sha1, wm = file_sha1(ckpt), load_model(ckpt, env, spec.env, device)
         agent, settings = build_agent(spec, wm, planner, env.action_space, guardrail, route, readout_goal, **planner_cfg)
     tasks = make_tasks(cfg, env=env, env_name=spec.env)

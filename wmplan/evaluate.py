@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -203,6 +204,8 @@ def _load_done(path: Path, fingerprint: str) -> dict[int, dict]:
         else:
             other.append(line)
     if other:
+        warnings.warn(f"{path.parent}: {len(other)} logged episode(s) ran with other settings; they are not reused "
+                      f"but moved to episodes.superseded.jsonl, and this run's results replace theirs", stacklevel=3)
         with open(path.with_name("episodes.superseded.jsonl"), "a") as f:
             f.write("".join(line + "\n" for line in other))
         tmp = path.with_name(path.name + ".tmp")

@@ -97,11 +97,12 @@ def write_results(out_dir, summary: dict, records: list[dict]) -> None:
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     os.replace(tmp, out / "summary.json")
-    keys = sorted({k for r in records for k in r["metrics"]})
+    fixed = ["index", "seed", "success", "keep_out_fraction", "replans", "replan_mean_s"]
+    keys = sorted({k for r in records for k in r["metrics"]} - set(fixed))  # info's own `success` is the column
     tmp = out / "episodes.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "seed", "success", "keep_out_fraction", "replans", "replan_mean_s", *keys])
+        w.writerow([*fixed, *keys])
         for r in records:
             times = r["replan_times"]
             w.writerow([r["index"], r["seed"], int(r["success"]), r.get("keep_out_fraction"), len(times),

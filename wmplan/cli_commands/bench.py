@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 
 NAME = "bench"
 HELP = "benchmark a planner on an environment with a trained checkpoint (JSON, CSV, table, videos)"
@@ -16,7 +17,7 @@ def add_arguments(p):
     p.add_argument("--env", required=True, help="pusht, maze or chips")
     p.add_argument("--planner", default="cem", choices=PLANNER_NAMES + BASELINE_NAMES,
                    help="planner (default cem); zero / random: floors that act without a world model")
-    p.add_argument("--episodes", type=int, default=None, help="seeded episodes (default: the env's, >= 50)")
+    p.add_argument("--episodes", type=positive_int, default=None, help="seeded episodes (default: the env's, >= 50)")
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: the shipped one)")
     p.add_argument("--out", default=None, help="output directory (default runs/bench/<env>-<planner>)")
     p.add_argument("--guardrail", action="store_true", help="add the env's keep-out guardrail as a constraint")
@@ -24,8 +25,9 @@ def add_arguments(p):
                    help="add the route energy: distance-to-go along the env's route graph (`wmplan route-graph`)")
     add_cost_arguments(p)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--seed", type=int, default=None, help="base episode seed (default: the spec's; use others for tuning)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--seed", type=nonnegative_int, default=None,
+                   help="base episode seed (default: the spec's; use others for tuning)")
     p.add_argument("--planner-settings", type=planner_settings, default={},
                    help='JSON overrides of the env\'s planner settings, e.g. \'{"num_samples": 48}\' (recorded in the results)')
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -36,14 +38,14 @@ def add_cost_arguments(p):
     that drive its agent (`experiments/planner_data.py`); `spec_from_cost_arguments` applies them."""
     p.add_argument("--readout-goal", action="store_true",
                    help="add the env's probe-read goal term (e.g. push-T's block position read from the latents)")
-    p.add_argument("--readout-goal-weight", type=float, default=None, help="override that term's weight")
+    p.add_argument("--readout-goal-weight", type=nonnegative_float, default=None, help="override that term's weight")
     p.add_argument("--readout-goal-settings", type=readout_goal_settings, default={},
                    help='JSON overrides of that term (ReadoutGoalSpec: names, scale, weight), e.g. \'{"names": '
                         '["block_x", "block_y", "sin(block_theta)", "cos(block_theta)"], "scale": [50, 50, 0.87, 0.87]}\'')
     p.add_argument("--budget-horizon", action="store_true",
                    help="tell the MPC loop the step budget: the last re-plans plan only up to the episode's end")
-    p.add_argument("--proprio-weight", type=float, default=None, help="override the spec's proprio goal weight")
-    p.add_argument("--proprio-weight-early", type=float, default=None,
+    p.add_argument("--proprio-weight", type=nonnegative_float, default=None, help="override the spec's proprio goal weight")
+    p.add_argument("--proprio-weight-early", type=nonnegative_float, default=None,
                    help="the proprio goal weight while a plan ends before the episode (needs --budget-horizon); "
                         "the agent can still reach its goal position later")
     p.add_argument("--goal-steps", choices=["last", "all"], default=None, help="override the spec's goal steps")
@@ -82,6 +84,40 @@ def _readout_suffix(args) -> str:
             + (f"-{_short_hash(settings)}" if set(settings) - {"weight"} else ""))
 
 
+def positive_int(text: str) -> int:
+    """An integer >= 1; an argparse ``type``."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0; an argparse ``type``."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (a weight); an argparse ``type``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def planner_settings(text: str) -> dict:
     """Planner-setting overrides from a JSON object, e.g. ``'{"num_samples": 48}'``; an argparse ``type``."""
     return _json_object(text, "planner settings must be a JSON object such as '{\"num_samples\": 48}'")
@@ -97,9 +133,24 @@ def readout_goal_settings(text: str) -> dict:
         if not isinstance(settings["names"], list) or not all(isinstance(n, str) for n in settings["names"]):
             raise argparse.ArgumentTypeError(f"readout-goal names must be a list of probe output names, got {settings['names']!r}")
         settings["names"] = tuple(settings["names"])
-    if isinstance(settings.get("scale"), list):
-        settings["scale"] = tuple(settings["scale"])
+    if "scale" in settings:
+        settings["scale"] = _positive_numbers(settings["scale"], "scale")
+    if "weight" in settings:
+        settings["weight"] = _positive_numbers(settings["weight"], "weight", allow_list=False, allow_zero=True)
     return settings
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _positive_numbers(value, name: str, allow_list: bool = True, allow_zero: bool = False):
+    """A readout-goal setting that must be a finite number > 0 (>= 0 with `allow_zero`), or a list of them."""
+    values = value if allow_list and isinstance(value, list) else [value]
+    if not values or not all(_is_number(v) and (v >= 0 if allow_zero else v > 0) for v in values):
+        kind = "a finite number " + (">= 0" if allow_zero else "> 0") + (" or a list of them" if allow_list else "")
+        raise argparse.ArgumentTypeError(f"readout-goal {name} must be {kind}, got {value!r}")
+    return tuple(values) if isinstance(value, list) else float(value)
 
 
 def _short_hash(settings: dict) -> str:
