@@ -236,3 +236,52 @@ def test_runs_with_the_real_world_model_and_probe_guardrail(name):
         assert action.shape == (2, 2) and np.all(np.abs(action) <= 0.5 + 1e-6)
     assert len(agent.records) == 3 and agent.records[0].positions.shape == (2, 3, 2)
     assert all(p.grad is None for p in wm.parameters())
+
+
+class ProprioPointMass(PointMassModel):
+    """The point mass as a model that declares its proprio, as every trained `WorldModel` does."""
+
+    proprio_dim = 2
+
+
+class DotlessModel(PointMassModel):
+    """A model that reads pixels only (no proprio): bare pixel arrays are enough."""
+
+    proprio_dim = 0
+
+    def encode(self, pixels, proprio=None):
+        return pixels.float().mean((1, 2))[:, None, :2]
+
+
+def test_a_missing_goal_asks_for_the_goal_observation():
+    agent = MPCAgent(ProprioPointMass(), "cem", None, action_low=[-1, -1], action_high=[1, 1])
+    obs = obs_of([0.0, 0.0])
+    with pytest.raises(ValueError, match=r"the goal is None: act\(\) needs a goal observation, a dict with pixels .*"
+                                         r"and proprio \(\[2\].*world_model.proprio_dim"):
+        agent.act(obs, None)
+    with pytest.raises(ValueError, match=r"the goal has no proprio, but this world model uses proprio "
+                                         r"\(world_model.proprio_dim = 2\)"):
+        agent.act(obs, {"pixels": obs["pixels"]})
+    with pytest.raises(ValueError, match=r"the observation has no proprio"):
+        agent.act(obs["pixels"], obs)
+    pixels_only = MPCAgent(DotlessModel(), "cem", None, action_low=[-1, -1], action_high=[1, 1])
+    with pytest.raises(ValueError, match=r"the goal is None: act\(\) needs a goal observation, pixels \(\[H, W, 3\]"):
+        pixels_only.act(obs["pixels"], None)
+
+
+def test_a_new_batch_size_needs_a_reset():
+    agent, _ = make_agent()
+    agent.act(obs_of([[0.0, 0.0]]), obs_of([[0.2, 0.2]]))  # B = 1, and a queued plan for one env
+    with pytest.raises(ValueError, match=r"^batch size changed from 1 to 2; call agent.reset\(\) first$"):
+        agent.act(obs_of([[0.0, 0.0], [0.1, 0.1]]), obs_of([[0.2, 0.2], [0.3, 0.3]]))
+    agent.reset()
+    assert agent.act(obs_of([[0.0, 0.0], [0.1, 0.1]]), obs_of([[0.2, 0.2], [0.3, 0.3]])).shape == (2, 2)
+
+
+def test_position_guardrails_without_a_readout_say_to_pass_one():
+    costs = [GoalEnergy(), KeepOut(centers=[[0.0, 0.0]], radii=0.1, mode="constraint")]
+    with pytest.raises(ValueError, match=r"\['keep_out'\] read the agent position .*pass readout= to MPCAgent"):
+        MPCAgent(PointMassModel(), "cem", costs, action_low=[-1, -1], action_high=[1, 1])
+    own = [GoalEnergy(), KeepOut(centers=[[0.0, 0.0]], radii=0.1, readout=lambda z: z[..., 0, :])]
+    MPCAgent(PointMassModel(), "cem", own, action_low=[-1, -1], action_high=[1, 1])  # the term brings its own
+
