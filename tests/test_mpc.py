@@ -285,3 +285,13 @@ def test_position_guardrails_without_a_readout_say_to_pass_one():
     own = [GoalEnergy(), KeepOut(centers=[[0.0, 0.0]], radii=0.1, readout=lambda z: z[..., 0, :])]
     MPCAgent(PointMassModel(), "cem", own, action_low=[-1, -1], action_high=[1, 1])  # the term brings its own
 
+
+def test_wrong_frame_size_says_what_to_do():
+    from conftest import tiny_world_model
+
+    wm = tiny_world_model()
+    n = wm.image_size
+    frames = np.zeros((1, 2 * n, 2 * n, 3), np.uint8)
+    with pytest.raises(ValueError, match=f"expects {n}x{n} frames, got .*: render the env at {n}x{n} "
+                                         f"\\(e.g. make it with image_size={n}\\) or resize the frames"):
+        wm.encode(frames, np.zeros((1, wm.proprio_dim), np.float32))

@@ -107,7 +107,9 @@ class WorldModel(nn.Module):
             z `[B, N, D]`.
         """
         if tuple(np.shape(pixels)[1:3]) != (self.image_size, self.image_size):
-            raise ValueError(f"this world model expects {self.image_size}x{self.image_size} frames, got {tuple(np.shape(pixels))}")
+            n = self.image_size
+            raise ValueError(f"this world model expects {n}x{n} frames, got {tuple(np.shape(pixels))}: render the env "
+                             f"at {n}x{n} (e.g. make it with image_size={n}) or resize the frames to {n}x{n}")
         z = self.encoder.encode_pixels(pixels)  # [B, N, Dv]
         if not self.proprio_dim:
             return z
