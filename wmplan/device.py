@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import torch
+import argparse
 
-__all__ = ["check_device"]
+__all__ = ["check_device", "device_argument"]
 
 
-def check_device(name: str) -> torch.device:
+def check_device(name: str):
     """`torch.device(name)`, or a ValueError that says what to use instead.
 
     Catches names torch does not know (``foo``) and devices this PyTorch build or machine lacks
     (``cuda`` on a CPU-only build), which torch would otherwise report deep inside the first tensor op.
     """
+    import torch  # here, so that `wmplan --help` imports no torch
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
@@ -26,3 +27,12 @@ def check_device(name: str) -> torch.device:
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {name!r}: MPS is not available here; use --device cpu")
     return device
+
+
+def device_argument(text: str) -> str:
+    """`--device` of the `wmplan` commands: the name, checked by `check_device`; an argparse ``type``."""
+    try:
+        check_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text

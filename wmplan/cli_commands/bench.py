@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wmplan.device import device_argument
+
 import argparse
 import dataclasses
 import json
@@ -24,7 +26,7 @@ def add_arguments(p):
     p.add_argument("--route", action="store_true",
                    help="add the route energy: distance-to-go along the env's route graph (`wmplan route-graph`)")
     add_cost_arguments(p)
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--device", type=device_argument, default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=nonnegative_int, default=None,
                    help="base episode seed (default: the spec's; use others for tuning)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wmplan.device import device_argument
+
 import json
 import time
 
@@ -27,7 +29,7 @@ def add_arguments(p):
                    help="episodes held out of the fit; keep it and --seed equal to `wmplan train`'s so that "
                         "its validation episodes stay unseen")
     p.add_argument("--seed", type=int, default=0, help="the split's seed (as `wmplan train --seed`) and the fit's")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_argument, default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

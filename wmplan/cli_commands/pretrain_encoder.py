@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wmplan.device import device_argument
+
 import argparse
 import dataclasses
 import json
@@ -18,7 +20,7 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=128, help="frames per step")
     p.add_argument("--max-frames", type=int, default=50_000, help="frames sampled from the dataset")
-    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--device", type=device_argument, default="cpu", help="torch device")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: autocast the forward passes to bfloat16 (faster on CPUs with AVX512-BF16 and on GPUs; "
                         "weights and the written encoder stay fp32)")

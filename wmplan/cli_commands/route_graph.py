@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wmplan.device import device_argument
+
 import json
 import time
 
@@ -16,7 +18,7 @@ def add_arguments(p):
     p.add_argument("--nodes", type=int, default=200, help="places kept by farthest-point sampling")
     p.add_argument("--stride", type=int, default=7, help="every stride-th frame is a node candidate")
     p.add_argument("--seed", type=int, default=0, help="picks the first node")
-    p.add_argument("--device", default="cpu", help="where the encoder runs if the dataset's features are not cached yet")
+    p.add_argument("--device", type=device_argument, default="cpu", help="where the encoder runs if the dataset's features are not cached yet")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wmplan.device import device_argument
+
 import json
 from dataclasses import replace
 
@@ -20,7 +22,7 @@ def add_arguments(p):
                    help="Gaussian low-pass (sigma, pixels) before the encoder's patch embedding, against aliasing of "
                         "small renders (0: none; default: the encoder's own)")
     p.add_argument("--out", required=True, help="run directory: resumable state, world_model.pt, metrics.json")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    p.add_argument("--device", type=device_argument, default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, sampling and the probe")
     p.add_argument("--steps", type=int, default=20_000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=64, help="windows per step")

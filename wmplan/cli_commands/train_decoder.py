@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wmplan.device import device_argument
+
 import json
 import time
 
@@ -23,7 +25,7 @@ def add_arguments(p):
     p.add_argument("--width", type=int, default=d.width, help="channels of the first upsampling stage")
     p.add_argument("--frame-stride", type=int, default=d.frame_stride, help="every k-th frame trains it")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_argument, default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
