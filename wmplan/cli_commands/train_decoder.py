@@ -40,8 +40,7 @@ def run(args) -> int:
                         frame_stride=args.frame_stride, seed=args.seed)
     wm = WorldModel.load(args.checkpoint, device=args.device)
     dataset = EpisodeDataset(args.data)
-    if dataset.meta.get("env") != wm.env:
-        raise ValueError(f"{args.data} was collected in {dataset.meta.get('env')!r}, the checkpoint trained on {wm.env!r}")
+    dataset.check_env(wm.env, "the checkpoint trained on")
     start = time.perf_counter()
     decoder, metrics = fit_decoder(wm, dataset, cfg, device=args.device, progress=not args.quiet)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
