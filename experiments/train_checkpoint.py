@@ -37,10 +37,9 @@ RECIPES = {
              "pretrain": ["--steps", "1000"],
              "train": ["--steps", "6000", "--val-every", "1000", "--rollout-steps", "3", "--proprio-loss-weight", "16"],
              "route_graph": ["--nodes", "200"]},
-    # chips: 800 episodes of 20 pushes (with 80 the planners ended with 0.33-0.35 of the chips inside, zero action 0.25)
-    "chips": {"collect": ["--episodes", "800", "--steps", "20"], "pretrain": ["--steps", "800"],
-              "train": ["--steps", "10000", "--val-every", "1000"],
-              "decoder": ["--frame-stride", "4"]},  # 800 episodes of 21 frames: every 4th trains the decoder
+    "chips": {"collect": ["--episodes", "80", "--steps", "20"], "pretrain": ["--steps", "800"],
+              "train": ["--steps", "3000", "--val-every", "1000"],
+              "decoder": ["--frame-stride", "1"]},  # 80 episodes of 21 frames: every frame trains the decoder
 }
 
 
