@@ -1,5 +1,6 @@
 """Planner settings of the wrong type or non-finite are refused with one clear ValueError (`check_settings`)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -61,3 +62,10 @@ def test_cli_prints_one_line_for_a_nan_setting(tmp_path, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == "wmplan bench: error: gd planner settings: GDConfig.lr must be a finite number (default 0.1), got nan"
+
+
+def test_nested_settings_change_only_what_they_name_in_the_default_part():
+    default = CEMGDConfig()
+    cfg = CEMGDConfig(gd={"iterations": 3}, cem={"iterations": 2})
+    assert cfg.gd == dataclasses.replace(default.gd, iterations=3)  # num_starts 4, lr 0.05 kept, not GDConfig's own
+    assert cfg.cem == dataclasses.replace(default.cem, iterations=2)

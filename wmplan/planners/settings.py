@@ -51,7 +51,7 @@ def _checked(value, kind, name: str, default):
     if typing.get_origin(kind) is tuple:
         return _checked_tuple(value, typing.get_args(kind), name, hint)
     if dataclasses.is_dataclass(kind):
-        return _checked_config(value, kind, name)
+        return _checked_config(value, kind, name, default)
     raise TypeError(f"{name}: check_settings does not know field type {kind!r}")
 
 
@@ -65,8 +65,9 @@ def _checked_tuple(value, args: tuple, name: str, hint: str) -> tuple:
     return tuple(_checked(v, k, f"{name}[{i}]", None) for i, (v, k) in enumerate(zip(value, kinds)))
 
 
-def _checked_config(value, kind: type, name: str):
-    """A nested config: an instance of `kind`, or a dict of its settings."""
+def _checked_config(value, kind: type, name: str, default=None):
+    """A nested config: an instance of `kind`, or a dict of its settings over the field's `default` config
+    (so ``{"gd": {"iterations": 3}}`` changes only the iterations of the default GD part)."""
     if isinstance(value, kind):
         return value
     if not isinstance(value, dict):
@@ -75,9 +76,12 @@ def _checked_config(value, kind: type, name: str):
     unknown = sorted(set(value) - allowed)
     if unknown:
         raise ValueError(f"unknown {name} setting(s) {unknown}; allowed: {sorted(allowed)}")
-    return kind(**value)
+    return dataclasses.replace(default, **value) if isinstance(default, kind) else kind(**value)
 
 
 def _default(f: dataclasses.Field):
-    """A field's plain default, shown in errors as an example of a good value (None if it has none)."""
-    return None if f.default is dataclasses.MISSING else f.default
+    """A field's default (a factory's product for nested configs), shown in errors as an example of a good
+    value and the base a nested config's settings apply to (None if it has none)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return None if f.default_factory is dataclasses.MISSING else f.default_factory()
