@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from wmplan.device import device_argument
-
 import argparse
 import dataclasses
 import json
 import math
+
+from wmplan.device import device_argument
 
 NAME = "bench"
 HELP = "benchmark a planner on an environment with a trained checkpoint (JSON, CSV, table, videos)"
@@ -136,9 +136,9 @@ def readout_goal_settings(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"readout-goal names must be a list of probe output names, got {settings['names']!r}")
         settings["names"] = tuple(settings["names"])
     if "scale" in settings:
-        settings["scale"] = _positive_numbers(settings["scale"], "scale")
+        settings["scale"] = _readout_scale(settings["scale"])
     if "weight" in settings:
-        settings["weight"] = _positive_numbers(settings["weight"], "weight", allow_list=False, allow_zero=True)
+        settings["weight"] = _readout_weight(settings["weight"])
     return settings
 
 
@@ -146,13 +146,19 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _positive_numbers(value, name: str, allow_list: bool = True, allow_zero: bool = False):
-    """A readout-goal setting that must be a finite number > 0 (>= 0 with `allow_zero`), or a list of them."""
-    values = value if allow_list and isinstance(value, list) else [value]
-    if not values or not all(_is_number(v) and (v >= 0 if allow_zero else v > 0) for v in values):
-        kind = "a finite number " + (">= 0" if allow_zero else "> 0") + (" or a list of them" if allow_list else "")
-        raise argparse.ArgumentTypeError(f"readout-goal {name} must be {kind}, got {value!r}")
+def _readout_scale(value):
+    """`scale`: a finite number > 0, or a list of them (one per name)."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(_is_number(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"readout-goal scale must be a finite number > 0 or a list of them, got {value!r}")
     return tuple(values) if isinstance(value, list) else float(value)
+
+
+def _readout_weight(value) -> float:
+    """`weight`: a finite number >= 0."""
+    if not (_is_number(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"readout-goal weight must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def _short_hash(settings: dict) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from wmplan.device import device_argument
-
 import json
 import time
+
+from wmplan.device import device_argument
 
 NAME = "fit-projection"
 HELP = ("project an encoder's (pooled) patch tokens onto their top principal components on a dataset's training "

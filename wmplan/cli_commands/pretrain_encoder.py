@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from wmplan.device import device_argument
-
 import argparse
 import dataclasses
 import json
 from pathlib import Path
+
+from wmplan.device import device_argument
 
 NAME = "pretrain-encoder"
 HELP = "pretrain a DINO-style ViT encoder on the frames of a collected dataset (re-run the same command to resume)"

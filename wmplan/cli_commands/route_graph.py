@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from wmplan.device import device_argument
-
 import json
 import time
+
+from wmplan.device import device_argument
 
 NAME = "route-graph"
 HELP = "build the route graph that `wmplan bench --route` plans along, from a dataset and a trained checkpoint"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from wmplan.device import device_argument
-
 import json
 from dataclasses import replace
+
+from wmplan.device import device_argument
 
 NAME = "train"
 HELP = "train a world model on a dataset with a frozen encoder (re-run the same command to resume)"

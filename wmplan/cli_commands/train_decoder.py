@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from wmplan.device import device_argument
-
 import json
 import time
+
+from wmplan.device import device_argument
 
 NAME = "train-decoder"
 HELP = ("fit a pixel decoder on a world model's frozen latents of a dataset (for videos of imagined rollouts; "
