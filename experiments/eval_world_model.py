@@ -21,7 +21,8 @@ imagines: held-out windows rolled out open loop, real | decoded prediction at ea
 Writes experiments/results/pusht_world_model.json (a benchmark, not a test). With `--encoder FILE`
 (an encoder from `wmplan pretrain-encoder`, e.g. a CPU trial) only part 1 runs, on that encoder, and
 the result goes to experiments/results/pusht_encoder_probe.json; `--with-cls` adds the ridge probe on the
-class token beside the patch tokens, the features DINO's own linear evaluation reads.
+class token beside the patch tokens, the features DINO's own linear evaluation reads, and `--dinov2-eval`
+the one on DINOv2's (the class tokens of the last 4 blocks and the average patch token) beside them.
 """
 
 from __future__ import annotations
@@ -60,13 +61,23 @@ def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tenso
 RIDGES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per-sample L2 penalties for the linear probe (1e-3, once the smallest, often won)
 
 
-def _encode_with_cls(encoder: ViTEncoder, frames: np.ndarray, batch: int = 512) -> torch.Tensor:
-    """The class token beside the visual tokens `[M, 1 + N, D]` (DINO's linear evaluation reads the class token too)."""
+def _encode_with_cls(encoder: ViTEncoder, frames: np.ndarray, blocks: int = 1, avgpool: bool = False,
+                     batch: int = 512) -> torch.Tensor:
+    """Class tokens beside the visual tokens: `[M, blocks + avgpool + N, D]`.
+
+    DINO's linear evaluation reads the class token; DINOv2's reads the class tokens of the last 4
+    blocks and the average of the last block's patch tokens (`blocks=4, avgpool=True`). Order: the
+    class tokens of the last `blocks` blocks (the last block's first), the patch average, then the
+    encoder's own visual tokens.
+    """
+    skip = 1 + encoder.config.num_register_tokens
     with torch.inference_mode():
         out = []
         for i in range(0, len(frames), batch):
             x = pixels_to_tensor(frames[i : i + batch], encoder.config.image_size, encoder.pos_embed.device)
-            out.append(torch.cat([encoder.forward_tokens(x)[:, :1], encoder(x)], dim=1))  # [B, 1 + N, D]
+            layers = encoder.intermediate_tokens(x, blocks)[::-1]  # blocks x [B, 1 + R + P, D], the last block first
+            extra = [t[:, :1] for t in layers] + ([layers[0][:, skip:].mean(1, keepdim=True)] if avgpool else [])
+            out.append(torch.cat(extra + [encoder(x)], dim=1))  # [B, blocks + avgpool + N, D]
         return torch.cat(out)
 
 
@@ -97,9 +108,9 @@ def encoder_probes(encoder, train: tuple, val: tuple, names, attentive: ProbeCon
                                                      "block_angle_deg_median": round(float(np.median(angle_deg)), 2)}}, probe
 
 
-def cls_probe(encoder: ViTEncoder, train: tuple, val: tuple) -> dict:
-    """Held-out R² of the ridge probe on the class token and the visual tokens together."""
-    zt, zv = _encode_with_cls(encoder, train[0]), _encode_with_cls(encoder, val[0])  # [M, 1 + N, D]
+def cls_probe(encoder: ViTEncoder, train: tuple, val: tuple, blocks: int = 1, avgpool: bool = False) -> dict:
+    """Held-out R² of the ridge probe on class tokens (and the patch average) beside the visual tokens."""
+    zt, zv = (_encode_with_cls(encoder, frames, blocks, avgpool) for frames in (train[0], val[0]))  # [M, K + N, D]
     return probe_r2(zt, torch.as_tensor(train[1]).float(), zv, torch.as_tensor(val[1]).float(), TARGETS)
 
 
@@ -323,6 +334,9 @@ def main(argv=None) -> int:
     p.add_argument("--attentive-steps", type=int, default=ATTENTIVE.steps, help="AdamW steps of the attentive probes")
     p.add_argument("--with-cls", action="store_true",
                    help="with --encoder: also fit the linear probe on the class token beside the patch tokens")
+    p.add_argument("--dinov2-eval", action="store_true",
+                   help="with --encoder: also fit the linear probe on DINOv2's linear-evaluation features (class "
+                        "tokens of the last 4 blocks, the average patch token) beside the patch tokens")
     p.add_argument("--action-use-only", action="store_true",
                    help="only measure whether the predictor uses its actions (about a minute); print it, write it to --out if given")
     args = p.parse_args(argv)
@@ -341,8 +355,9 @@ def main(argv=None) -> int:
         if wm is None:
             p.error("--video needs a world model (not --encoder)")
         wm.decoder = load_decoder(Path(args.checkpoint).with_name("decoder.pt"), wm)
-    if (args.pool_grid is not None or args.with_cls) and not args.encoder:
-        p.error("--pool-grid and --with-cls apply to --encoder (a world model's encoder keeps the grid it was trained on)")
+    if (args.pool_grid is not None or args.with_cls or args.dinov2_eval) and not args.encoder:
+        p.error("--pool-grid, --with-cls and --dinov2-eval apply to --encoder (a world model's encoder keeps the grid it "
+                "was trained on)")
     encoder = load_encoder(args.encoder, pool_grid=args.pool_grid) if args.encoder else wm.encoder
     train_ids, val_ids = ds.split(0.1, seed=0)
     rng = np.random.default_rng(0)
@@ -356,11 +371,13 @@ def main(argv=None) -> int:
     result = {"encoder_probe_r2": {"pretrained": pretrained["linear"], "random_init": random_init["linear"]} | frames,
               "attentive_probe": {"pretrained": pretrained["attentive"], "random_init": random_init["attentive"],
                                   "config": asdict(config)} | frames}
-    if args.with_cls:
-        if encoder.config.project_dim:
-            p.error("--with-cls needs an encoder without a projection (the projection drops the class token)")
-        result["encoder_probe_r2_with_cls"] = {name: cls_probe(vit, train, val) for name, vit in
-                                               (("pretrained", encoder), ("random_init", random_vit))} | frames
+    if (args.with_cls or args.dinov2_eval) and encoder.config.project_dim:
+        p.error("--with-cls and --dinov2-eval need an encoder without a projection (the projection drops the class token)")
+    for flag, key, blocks, avgpool in ((args.with_cls, "encoder_probe_r2_with_cls", 1, False),
+                                       (args.dinov2_eval, "encoder_probe_r2_dinov2_eval", min(4, encoder.config.depth), True)):
+        if flag:
+            result[key] = {name: cls_probe(vit, train, val, blocks, avgpool) for name, vit in
+                           (("pretrained", encoder), ("random_init", random_vit))} | frames | {"class_token_blocks": blocks}
     if args.encoder:
         result |= {"encoder": args.encoder, "encoder_meta": _encoder_meta(args.encoder), "pool_grid": encoder.config.pool_grid}
     else:

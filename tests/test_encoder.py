@@ -155,6 +155,19 @@ def test_masked_tokens_use_the_mask_token_and_nothing_else_changes():
     torch.testing.assert_close(enc.forward_tokens(x2, masks=masks), enc.forward_tokens(x, masks=masks), rtol=0, atol=0)
 
 
+def test_intermediate_tokens_end_with_the_final_tokens_and_refuse_more_blocks_than_the_depth():
+    enc = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2), seed=0).freeze()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        layers = enc.intermediate_tokens(x, 2)
+        first = enc.norm(enc.blocks[0](enc._embed(x)))
+    assert len(layers) == 2
+    torch.testing.assert_close(layers[-1], enc.forward_tokens(x), rtol=0, atol=0)
+    torch.testing.assert_close(layers[0], first, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="between 1 and the encoder's depth 2"):
+        enc.intermediate_tokens(x, 3)
+
+
 def test_random_patch_masks_follow_the_config():
     from wmplan.encoders.dino_pretrain import DinoConfig, random_patch_masks
 

@@ -217,6 +217,27 @@ def test_the_class_token_probe_reads_the_class_token_beside_the_patch_tokens():
     assert min(r2[name] for name in eval_world_model.TARGETS) > 0.9
 
 
+def test_the_dinov2_evaluation_features_are_the_last_blocks_class_tokens_and_the_patch_average():
+    from experiments.eval_world_model import _encode_with_cls
+
+    encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=3, num_heads=2, pool_grid=2,
+                                   num_register_tokens=1), seed=0)
+    frames = np.random.default_rng(0).integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
+    z = _encode_with_cls(encoder, frames, blocks=2, avgpool=True)  # [6, 2 + 1 + 4, 16]
+    x = pixels_to_tensor(frames, 32)
+    with torch.no_grad():
+        last = encoder.forward_tokens(x)  # [6, 1 + 1 + 16, 16]
+        block = encoder._embed(x)
+        for b in encoder.blocks[:2]:
+            block = b(block)
+        second_last = encoder.norm(block)
+    assert z.shape == (6, 7, 16)
+    torch.testing.assert_close(z[:, 0], last[:, 0])
+    torch.testing.assert_close(z[:, 1], second_last[:, 0])
+    torch.testing.assert_close(z[:, 2], last[:, 2:].mean(1))  # the patches' average, registers left out
+    torch.testing.assert_close(z[:, 3:], encoder.encode_pixels(frames))
+
+
 def test_action_use_tells_a_predictor_that_reads_its_actions_from_one_that_ignores_them():
     from experiments.eval_world_model import action_use
 

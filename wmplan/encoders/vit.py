@@ -223,6 +223,29 @@ class ViTEncoder(nn.Module):
         Returns:
             `[B, 1 + R + P, D]`.
         """
+        x = self._embed(images, masks)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def intermediate_tokens(self, images: torch.Tensor, n: int) -> list[torch.Tensor]:
+        """All tokens after each of the last `n` blocks, each through the final norm.
+
+        DINOv2's `get_intermediate_layers(x, n, norm=True)`: its linear evaluation reads the class
+        tokens of the last 4 blocks. Returns `n` tensors `[B, 1 + R + P, D]`, the last block's last.
+        """
+        depth = len(self.blocks)
+        if not 1 <= n <= depth:
+            raise ValueError(f"n must be between 1 and the encoder's depth {depth}, got {n}")
+        x, out = self._embed(images), []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i >= depth - n:
+                out.append(self.norm(x))
+        return out
+
+    def _embed(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """Patch embedding, class and register tokens and positions: `[B, 3, H, W]` -> `[B, 1 + R + P, D]`."""
         B, _, H, W = images.shape
         p = self.config.patch_size
         x = self.patch_embed(gaussian_blur(images, self.config.input_blur))  # [B, P, D]
@@ -232,9 +255,7 @@ class ViTEncoder(nn.Module):
         x = x + self.interpolate_pos_encoding(H // p, W // p)
         if self.config.num_register_tokens:
             x = torch.cat([x[:, :1], self.register_tokens.expand(B, -1, -1), x[:, 1:]], dim=1)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+        return x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens, pooled to `pool_grid` if configured.
