@@ -70,14 +70,15 @@ def _encode_with_cls(encoder: ViTEncoder, frames: np.ndarray, blocks: int = 1, a
     class tokens of the last `blocks` blocks (the last block's first), the patch average, then the
     encoder's own visual tokens.
     """
-    skip = 1 + encoder.config.num_register_tokens
+    config = encoder.config
+    skip, grid = 1 + config.num_register_tokens, config.grid
     with torch.inference_mode():
         out = []
         for i in range(0, len(frames), batch):
-            x = pixels_to_tensor(frames[i : i + batch], encoder.config.image_size, encoder.pos_embed.device)
+            x = pixels_to_tensor(frames[i : i + batch], config.image_size, encoder.pos_embed.device)
             layers = encoder.intermediate_tokens(x, blocks)[::-1]  # blocks x [B, 1 + R + P, D], the last block first
             extra = [t[:, :1] for t in layers] + ([layers[0][:, skip:].mean(1, keepdim=True)] if avgpool else [])
-            out.append(torch.cat(extra + [encoder(x)], dim=1))  # [B, blocks + avgpool + N, D]
+            out.append(torch.cat(extra + [encoder.pool_patches(layers[0], grid, grid)], dim=1))  # [B, blocks + avgpool + N, D]
         return torch.cat(out)
 
 

@@ -273,12 +273,15 @@ class ViTEncoder(nn.Module):
 
     def patch_features(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens pooled to `pool_grid`, before any projection: `[B, 3, H, W]` -> `[B, N', D]`."""
-        B, _, H, W = images.shape
-        p = self.config.patch_size
-        tokens = self.forward_tokens(images)[:, 1 + self.config.num_register_tokens :]  # [B, P, D]
+        _, _, H, W = images.shape
+        return self.pool_patches(self.forward_tokens(images), H // self.config.patch_size, W // self.config.patch_size)
+
+    def pool_patches(self, tokens: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """All output tokens `[B, 1 + R + P, D]` -> the patch tokens pooled to `pool_grid`, `[B, N', D]`."""
+        patches = tokens[:, 1 + self.config.num_register_tokens :]  # [B, P, D]
         if not self.config.pool_grid:
-            return tokens
-        grid = tokens.transpose(1, 2).reshape(B, -1, H // p, W // p)  # [B, D, gh, gw]
+            return patches
+        grid = patches.transpose(1, 2).reshape(len(patches), -1, grid_h, grid_w)  # [B, D, gh, gw]
         pooled = F.adaptive_avg_pool2d(grid, self.config.pool_grid)
         return pooled.flatten(2).transpose(1, 2)  # [B, N', D]
 
