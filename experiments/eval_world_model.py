@@ -62,13 +62,15 @@ RIDGES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per-sample L2 penalties fo
 
 
 def _encode_with_cls(encoder: ViTEncoder, frames: np.ndarray, blocks: int = 1, avgpool: bool = False,
-                     batch: int = 512) -> torch.Tensor:
-    """Class tokens beside the visual tokens: `[M, blocks + avgpool + N, D]`.
+                     dense: bool = False, batch: int = 512) -> torch.Tensor:
+    """Class tokens beside the visual tokens: `[M, blocks + avgpool + N, D]`, or `[M, blocks * (1 + N) + avgpool, D]` if dense.
 
     DINO's linear evaluation reads the class token; DINOv2's reads the class tokens of the last 4
-    blocks and the average of the last block's patch tokens (`blocks=4, avgpool=True`). Order: the
-    class tokens of the last `blocks` blocks (the last block's first), the patch average, then the
-    encoder's own visual tokens.
+    blocks and the average of the last block's patch tokens (`blocks=4, avgpool=True`). Its dense
+    (depth) linear evaluation also reads the patch tokens of those blocks (`dense=True`), here pooled
+    to the encoder's grid as its own are. Order: the class tokens of the last `blocks` blocks (the
+    last block's first), the patch average, then the encoder's own visual tokens, then (dense) the
+    pooled patch tokens of the earlier blocks, the latest first.
     """
     config = encoder.config
     skip, grid = 1 + config.num_register_tokens, config.grid
@@ -78,7 +80,8 @@ def _encode_with_cls(encoder: ViTEncoder, frames: np.ndarray, blocks: int = 1, a
             x = pixels_to_tensor(frames[i : i + batch], config.image_size, encoder.pos_embed.device)
             layers = encoder.intermediate_tokens(x, blocks)[::-1]  # blocks x [B, 1 + R + P, D], the last block first
             extra = [t[:, :1] for t in layers] + ([layers[0][:, skip:].mean(1, keepdim=True)] if avgpool else [])
-            out.append(torch.cat(extra + [encoder.pool_patches(layers[0], grid, grid)], dim=1))  # [B, blocks + avgpool + N, D]
+            patches = [encoder.pool_patches(t, grid, grid) for t in (layers if dense else layers[:1])]  # [B, N, D] each
+            out.append(torch.cat(extra + patches, dim=1))
         return torch.cat(out)
 
 
@@ -109,9 +112,10 @@ def encoder_probes(encoder, train: tuple, val: tuple, names, attentive: ProbeCon
                                                      "block_angle_deg_median": round(float(np.median(angle_deg)), 2)}}, probe
 
 
-def cls_probe(encoder: ViTEncoder, train: tuple, val: tuple, blocks: int = 1, avgpool: bool = False) -> dict:
+def cls_probe(encoder: ViTEncoder, train: tuple, val: tuple, blocks: int = 1, avgpool: bool = False,
+              dense: bool = False) -> dict:
     """Held-out R² of the ridge probe on class tokens (and the patch average) beside the visual tokens."""
-    zt, zv = (_encode_with_cls(encoder, frames, blocks, avgpool) for frames in (train[0], val[0]))  # [M, K + N, D]
+    zt, zv = (_encode_with_cls(encoder, frames, blocks, avgpool, dense) for frames in (train[0], val[0]))  # [M, K, D]
     return probe_r2(zt, torch.as_tensor(train[1]).float(), zv, torch.as_tensor(val[1]).float(), TARGETS)
 
 
@@ -338,6 +342,9 @@ def main(argv=None) -> int:
     p.add_argument("--dinov2-eval", action="store_true",
                    help="with --encoder: also fit the linear probe on DINOv2's linear-evaluation features (class "
                         "tokens of the last 4 blocks, the average patch token) beside the patch tokens")
+    p.add_argument("--dinov2-dense", action="store_true",
+                   help="with --encoder: also fit the linear probe on DINOv2's dense linear-evaluation features (the "
+                        "--dinov2-eval features plus the pooled patch tokens of the last 4 blocks)")
     p.add_argument("--action-use-only", action="store_true",
                    help="only measure whether the predictor uses its actions (about a minute); print it, write it to --out if given")
     args = p.parse_args(argv)
@@ -356,9 +363,10 @@ def main(argv=None) -> int:
         if wm is None:
             p.error("--video needs a world model (not --encoder)")
         wm.decoder = load_decoder(Path(args.checkpoint).with_name("decoder.pt"), wm)
-    if (args.pool_grid is not None or args.with_cls or args.dinov2_eval) and not args.encoder:
-        p.error("--pool-grid, --with-cls and --dinov2-eval apply to --encoder (a world model's encoder keeps the grid it "
-                "was trained on)")
+    with_cls = args.with_cls or args.dinov2_eval or args.dinov2_dense
+    if (args.pool_grid is not None or with_cls) and not args.encoder:
+        p.error("--pool-grid, --with-cls, --dinov2-eval and --dinov2-dense apply to --encoder (a world model's encoder "
+                "keeps the grid it was trained on)")
     encoder = load_encoder(args.encoder, pool_grid=args.pool_grid) if args.encoder else wm.encoder
     train_ids, val_ids = ds.split(0.1, seed=0)
     rng = np.random.default_rng(0)
@@ -372,12 +380,16 @@ def main(argv=None) -> int:
     result = {"encoder_probe_r2": {"pretrained": pretrained["linear"], "random_init": random_init["linear"]} | frames,
               "attentive_probe": {"pretrained": pretrained["attentive"], "random_init": random_init["attentive"],
                                   "config": asdict(config)} | frames}
-    if (args.with_cls or args.dinov2_eval) and encoder.config.project_dim:
-        p.error("--with-cls and --dinov2-eval need an encoder without a projection (the projection drops the class token)")
-    for flag, key, blocks, avgpool in ((args.with_cls, "encoder_probe_r2_with_cls", 1, False),
-                                       (args.dinov2_eval, "encoder_probe_r2_dinov2_eval", min(4, encoder.config.depth), True)):
+    if with_cls and encoder.config.project_dim:
+        p.error("--with-cls, --dinov2-eval and --dinov2-dense need an encoder without a projection (the projection "
+                "drops the class token)")
+    last4 = min(4, encoder.config.depth)
+    for flag, key, blocks, avgpool, dense in (
+            (args.with_cls, "encoder_probe_r2_with_cls", 1, False, False),
+            (args.dinov2_eval, "encoder_probe_r2_dinov2_eval", last4, True, False),
+            (args.dinov2_dense, "encoder_probe_r2_dinov2_dense", last4, True, True)):
         if flag:
-            result[key] = {name: cls_probe(vit, train, val, blocks, avgpool) for name, vit in
+            result[key] = {name: cls_probe(vit, train, val, blocks, avgpool, dense) for name, vit in
                            (("pretrained", encoder), ("random_init", random_vit))} | frames | {"class_token_blocks": blocks}
     if args.encoder:
         result |= {"encoder": args.encoder, "encoder_meta": _encoder_meta(args.encoder), "pool_grid": encoder.config.pool_grid}

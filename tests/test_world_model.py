@@ -236,6 +236,11 @@ def test_the_dinov2_evaluation_features_are_the_last_blocks_class_tokens_and_the
     torch.testing.assert_close(z[:, 1], second_last[:, 0])
     torch.testing.assert_close(z[:, 2], last[:, 2:].mean(1))  # the patches' average, registers left out
     torch.testing.assert_close(z[:, 3:], encoder.encode_pixels(frames))
+    dense = _encode_with_cls(encoder, frames, blocks=2, avgpool=True, dense=True)  # [6, 2 + 1 + 4 + 4, 16]
+    assert dense.shape == (6, 11, 16)
+    torch.testing.assert_close(dense[:, :7], z)
+    torch.testing.assert_close(dense[:, 7:], encoder.pool_patches(second_last, 4, 4))  # the earlier block, pooled 2x2
+    assert not torch.allclose(dense[:, 7:], dense[:, 3:7])
 
 
 def test_action_use_tells_a_predictor_that_reads_its_actions_from_one_that_ignores_them():
