@@ -19,6 +19,11 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 ORACLE_START, ORACLE_END = "<!-- oracle:start -->", "<!-- oracle:end -->"
 SPEED_START, SPEED_END = "<!-- speed:start -->", "<!-- speed:end -->"
 COST_START, COST_END = "<!-- cost:start -->", "<!-- cost:end -->"
+PROBE_START, PROBE_END = "<!-- probe:start -->", "<!-- probe:end -->"
+PROBE_FEATURES = {"encoder_probe_r2": "patch tokens", "encoder_probe_r2_with_cls": "+ last class token",
+                  "encoder_probe_r2_dinov2_eval": "+ DINOv2 eval (4 class tokens, patch average)",
+                  "encoder_probe_r2_dinov2_dense": "+ DINOv2 dense eval (4 class tokens, patch average, 4 blocks' patches)"}
+PROBE_TARGET = 0.95  # issue 5: every target read at R² >= 0.95
 SCORERS = {"latent": "simulator + frozen encoder (latent oracle)", "state": "simulator, true-state distance (state oracle)",
            "state-model": "true-state MLP learned from the data, true-state distance (learned state model)"}
 
@@ -170,6 +175,43 @@ def floor_table(results_dir: Path) -> str:
     return "\n".join(head + rows + ["", note])
 
 
+def _r2s(scores: dict) -> str:
+    return " / ".join(f"{v:.3f}" for k, v in scores.items() if k != "ridge")
+
+
+def _probe_rows(path: Path, d: dict, name: str) -> list[str]:
+    dino = d.get("encoder_meta", {}).get("dino_config", {})
+    steps = dino.get("steps", "?")
+    steps = f"{dino['snapshot_step']} of {steps}" if dino.get("snapshot_step") else steps  # a teacher read mid-run
+    grid = {0: "every patch", None: "encoder's"}.get(d.get("pool_grid"), f"{d.get('pool_grid')}x{d.get('pool_grid')}")
+    rows = []
+    for key, features in PROBE_FEATURES.items():
+        if key not in d:
+            continue
+        pretrained, random_init = d[key]["pretrained"], d[key]["random_init"]
+        worst = min(v for k, v in pretrained.items() if k != "ridge")
+        rows.append(f"| `{name}` | {steps} | {grid} | {features} | {d[key]['train_frames']} / {d[key]['val_frames']} | "
+                    f"{_r2s(pretrained)} | {_r2s(random_init)} | {worst:.3f} | {'yes' if worst >= PROBE_TARGET else 'no'} |")
+    return rows
+
+
+def probe_table(results_dir: Path) -> str:
+    """Held-out ridge R² of the linear probes on frozen encoders (`eval_world_model.py --encoder`), every feature set."""
+    rows = []
+    for path in sorted(results_dir.rglob("*.json")):
+        d = json.loads(path.read_text())
+        if "encoder" in d and "encoder_probe_r2" in d:
+            rows += _probe_rows(path, d, path.relative_to(results_dir).as_posix())
+    if not rows:
+        return ""
+    head = ["| file | pretraining steps | token grid | features | train / held-out frames | pretrained R² | "
+            f"random ViT R² | lowest (pretrained) | all >= {PROBE_TARGET} |", "|---|---|---|---|---|---|---|---|---|"]
+    note = ("`python -m experiments.eval_world_model --encoder FILE [--with-cls] [--dinov2-eval] [--dinov2-dense]`; R² per "
+            "target in the order agent x, agent y, block x, block y, sin and cos of the block's angle, on held-out "
+            "episodes' frames; the random ViT has the encoder's shape and the same probe.")
+    return "\n".join(head + rows + ["", note])
+
+
 def _train_tokens(pool_grid) -> str:
     """The token grid `wmplan train` was timed on (`--pool-grid`; absent or None: the encoder's own)."""
     return {None: "encoder's grid", 0: "every patch"}.get(pool_grid, f"{pool_grid}x{pool_grid} pooled")
@@ -225,12 +267,15 @@ def main(argv=None) -> int:
     body = results_markdown(dirs, title="wmplan benchmark results", checkpoints=checkpoints) if dirs else "# wmplan benchmark results\n\nNo benchmark has been run yet.\n"
     envs = env_tables(results)
     oracle, speed, cost = oracle_table(results, checkpoints, shipped_encoders()), speed_table(results, checkpoints), cost_table(results)
+    probe = probe_table(results)
     conditions = ("Benchmarks run by `experiments/run_benchmarks.sh` ran two at a time, one torch thread each, on the "
                   "2-core machine; `experiments/results/<env>_planner_speed.json` holds re-plan timings measured alone.\n")
     if speed:
         conditions += "\n## Time per re-plan\n\n" + speed + "\n"
     if cost:
         conditions += "\n## What training costs\n\n" + cost + "\n"
+    if probe:
+        conditions += "\n## What the frozen encoders know: linear probes\n\n" + probe + "\n"
     if oracle:
         conditions += "\n## Where success is lost: planning with the simulator as the model\n\n" + oracle + "\n"
     floor = floor_table(results)
@@ -244,6 +289,7 @@ def main(argv=None) -> int:
         new = _between(readme.read_text(), START, END, section) if dirs else readme.read_text()
         new = _between(new, ORACLE_START, ORACLE_END, oracle) if oracle else new
         new = _between(new, SPEED_START, SPEED_END, speed) if speed else new
+        new = _between(new, PROBE_START, PROBE_END, probe) if probe else new
         readme.write_text(_between(new, COST_START, COST_END, cost) if cost else new)
     print(f"wrote {args.out} from {len(dirs)} benchmark runs")
     return 0
