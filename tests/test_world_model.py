@@ -217,6 +217,22 @@ def test_the_class_token_probe_reads_the_class_token_beside_the_patch_tokens():
     assert min(r2[name] for name in eval_world_model.TARGETS) > 0.9
 
 
+def test_encoder_probes_without_an_attentive_config_fit_the_linear_probe_only():
+    from experiments.eval_world_model import TARGETS, encoder_probes, probe_r2
+
+    encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pool_grid=2),
+                         seed=0).freeze()
+    frames = np.random.default_rng(0).integers(0, 256, size=(100, 32, 32, 3), dtype=np.uint8)
+    with torch.no_grad():
+        z = encoder.encode_pixels(frames)  # [100, 4, 16]
+    y = np.stack([z[:, i % 4, i].numpy() for i in range(len(TARGETS))], axis=1)  # each target one token feature
+    scores, probe = encoder_probes(encoder, (frames[:80], y[:80]), (frames[80:], y[80:]), TARGETS, attentive=None)
+    assert probe is None and list(scores) == ["linear"]
+    yt = torch.as_tensor(y)
+    assert scores["linear"] == probe_r2(z[:80], yt[:80], z[80:], yt[80:], TARGETS)
+    assert min(scores["linear"][name] for name in TARGETS) > 0.9
+
+
 def test_the_dinov2_evaluation_features_are_the_last_blocks_class_tokens_and_the_patch_average():
     from experiments.eval_world_model import _encode_with_cls
 
