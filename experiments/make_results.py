@@ -179,7 +179,7 @@ def _r2s(scores: dict) -> str:
     return " / ".join(f"{v:.3f}" for k, v in scores.items() if k != "ridge")
 
 
-def _probe_rows(path: Path, d: dict, name: str) -> list[str]:
+def _probe_rows(d: dict, name: str) -> list[str]:
     dino = d.get("encoder_meta", {}).get("dino_config", {})
     steps = dino.get("steps", "?")
     steps = f"{dino['snapshot_step']} of {steps}" if dino.get("snapshot_step") else steps  # a teacher read mid-run
@@ -200,8 +200,8 @@ def probe_table(results_dir: Path) -> str:
     rows = []
     for path in sorted(results_dir.rglob("*.json")):
         d = json.loads(path.read_text())
-        if "encoder" in d and "encoder_probe_r2" in d:
-            rows += _probe_rows(path, d, path.relative_to(results_dir).as_posix())
+        if isinstance(d, dict) and "encoder" in d and "encoder_probe_r2" in d:  # a world model's probes name no encoder
+            rows += _probe_rows(d, path.relative_to(results_dir).as_posix())
     if not rows:
         return ""
     head = ["| file | pretraining steps | token grid | features | train / held-out frames | pretrained R² | "
