@@ -182,7 +182,7 @@ def test_wrong_setup_and_corrupt_files_are_refused(tmp_path):
 
 
 def test_encoder_probe_picks_each_targets_penalty_on_training_frames():
-    from experiments.eval_world_model import RIDGES, probe_r2
+    from experiments.encoder_probes import RIDGES, probe_r2
     from wmplan.probe import ridge_path_r2
 
     encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pool_grid=2), seed=0)
@@ -200,8 +200,8 @@ def test_encoder_probe_picks_each_targets_penalty_on_training_frames():
 
 
 def test_the_class_token_probe_reads_the_class_token_beside_the_patch_tokens():
-    from experiments import eval_world_model
-    from experiments.eval_world_model import _encode_with_cls, cls_probe
+    from experiments import encoder_probes
+    from experiments.encoder_probes import _encode_with_cls, cls_probe
 
     encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pool_grid=2), seed=0)
     frames = np.random.default_rng(0).integers(0, 256, size=(120, 32, 32, 3), dtype=np.uint8)
@@ -212,13 +212,13 @@ def test_the_class_token_probe_reads_the_class_token_beside_the_patch_tokens():
     torch.testing.assert_close(z[:, 0], tokens[:, 0])
     torch.testing.assert_close(z[:, 1:], encoder.encode_pixels(frames))
     # a feature of the class token is read exactly
-    y = np.repeat(z[:, 0, :1].numpy(), len(eval_world_model.TARGETS), axis=1)
+    y = np.repeat(z[:, 0, :1].numpy(), len(encoder_probes.TARGETS), axis=1)
     r2 = cls_probe(encoder, (frames[:80], y[:80]), (frames[80:], y[80:]))
-    assert min(r2[name] for name in eval_world_model.TARGETS) > 0.9
+    assert min(r2[name] for name in encoder_probes.TARGETS) > 0.9
 
 
 def test_encoder_probes_without_an_attentive_config_fit_the_linear_probe_only():
-    from experiments.eval_world_model import TARGETS, encoder_probes, probe_r2
+    from experiments.encoder_probes import TARGETS, encoder_probes, probe_r2
 
     encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pool_grid=2),
                          seed=0).freeze()
@@ -234,7 +234,7 @@ def test_encoder_probes_without_an_attentive_config_fit_the_linear_probe_only():
 
 
 def test_the_dinov2_evaluation_features_are_the_last_blocks_class_tokens_and_the_patch_average():
-    from experiments.eval_world_model import _encode_with_cls
+    from experiments.encoder_probes import _encode_with_cls
 
     encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=3, num_heads=2, pool_grid=2,
                                    num_register_tokens=1), seed=0)
