@@ -3,6 +3,8 @@
 Used by `experiments/eval_world_model.py` (`--encoder FILE`, `--with-cls`, `--dinov2-eval`, `--dinov2-dense`).
 """
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -10,14 +12,28 @@ from wmplan.encoders import ViTEncoder
 from wmplan.encoders.projection import projection_from_tokens
 from wmplan.encoders.vit import pixels_to_tensor
 from wmplan.probe import ATTENTIVE_PROBE as ATTENTIVE
-from wmplan.probe import Probe, ProbeConfig, fit_probe, ridge_path_r2
+from wmplan.probe import Probe, ProbeConfig, fit_probe, ridge_select_r2
 
 TARGETS = ("agent_x", "agent_y", "block_x", "block_y", "sin(block_theta)", "cos(block_theta)")
 
 
-def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tensor:
+def _encode_in_batches(encode, frames: np.ndarray, batch: int = 512) -> torch.Tensor:
+    """`encode(frames[i : i + batch])` for every batch, written into one preallocated tensor `[M, ...]`.
+
+    Concatenating the batches would hold the features twice; a dense probe's features of 100,000s of
+    frames are gigabytes.
+    """
     with torch.inference_mode():
-        return torch.cat([encoder.encode_pixels(frames[i : i + batch]) for i in range(0, len(frames), batch)])
+        first = encode(frames[:batch])
+        out = first.new_empty((len(frames), *first.shape[1:]))
+        out[: len(first)] = first
+        for i in range(batch, len(frames), batch):
+            out[i : i + batch] = encode(frames[i : i + batch])
+    return out
+
+
+def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tensor:
+    return _encode_in_batches(encoder.encode_pixels, frames, batch)
 
 
 # per-sample L2 penalties for the linear probe; each time the smallest kept winning (1e-3, then 1e-5 on 50,000 frames
@@ -38,15 +54,15 @@ def _encode_with_cls(encoder: ViTEncoder, frames: np.ndarray, blocks: int = 1, a
     """
     config = encoder.config
     skip, grid = 1 + config.num_register_tokens, config.grid
-    with torch.inference_mode():
-        out = []
-        for i in range(0, len(frames), batch):
-            x = pixels_to_tensor(frames[i : i + batch], config.image_size, encoder.pos_embed.device)
-            layers = encoder.intermediate_tokens(x, blocks)[::-1]  # blocks x [B, 1 + R + P, D], the last block first
-            extra = [t[:, :1] for t in layers] + ([layers[0][:, skip:].mean(1, keepdim=True)] if avgpool else [])
-            patches = [encoder.pool_patches(t, grid, grid) for t in (layers if dense else layers[:1])]  # [B, N, D] each
-            out.append(torch.cat(extra + patches, dim=1))
-        return torch.cat(out)
+
+    def encode(pixels: np.ndarray) -> torch.Tensor:
+        x = pixels_to_tensor(pixels, config.image_size, encoder.pos_embed.device)
+        layers = encoder.intermediate_tokens(x, blocks)[::-1]  # blocks x [B, 1 + R + P, D], the last block first
+        extra = [t[:, :1] for t in layers] + ([layers[0][:, skip:].mean(1, keepdim=True)] if avgpool else [])
+        patches = [encoder.pool_patches(t, grid, grid) for t in (layers if dense else layers[:1])]  # [B, N, D] each
+        return torch.cat(extra + patches, dim=1)
+
+    return _encode_in_batches(encode, frames, batch)
 
 
 def _random_like(encoder: ViTEncoder, frames: np.ndarray) -> ViTEncoder:
@@ -100,8 +116,5 @@ def probe_r2(zt: torch.Tensor, yt: torch.Tensor, zv: torch.Tensor, yv: torch.Ten
     The last 20% of the training frames pick each target's penalty from `RIDGES`; the probe is then
     refitted on all training frames and scored on the held-out episodes' frames.
     """
-    k = int(0.8 * len(zt))
-    inner = ridge_path_r2(zt[:k], yt[:k], zt[k:], yt[k:], names, RIDGES)
-    best = {n: max(RIDGES, key=lambda r: inner[r][n]) for n in names}
-    held_out = ridge_path_r2(zt, yt, zv, yv, names, sorted(set(best.values())))
-    return {n: round(float(held_out[best[n]][n]), 4) for n in names} | {"ridge": best}
+    held_out, best = ridge_select_r2(zt, yt, zv, yv, names, RIDGES)
+    return {n: round(float(held_out[n]), 4) for n in names} | {"ridge": best}

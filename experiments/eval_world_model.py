@@ -51,11 +51,13 @@ from experiments.encoder_probes import ATTENTIVE, TARGETS, _block_errors, _rando
 
 
 def _frames(ds, ids, per_episode: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels and probe targets of `per_episode` random frames of each episode in `ids` (0: every frame)."""
     names = ds.meta["state_names"]
     px, ys = [], []
     for e in ids:
         ep = ds.episode(int(e), keys=("pixels", "states"))
-        pick = rng.choice(len(ep["pixels"]), size=min(per_episode, len(ep["pixels"])), replace=False)
+        count = len(ep["pixels"])
+        pick = rng.choice(count, size=min(per_episode, count), replace=False) if per_episode else np.arange(count)
         px.append(ep["pixels"][pick])
         ys.append(state_targets(ep["states"][pick], names, TARGETS))
     return np.concatenate(px), np.concatenate(ys)
@@ -240,7 +242,9 @@ def main(argv=None) -> int:
                    help="with --encoder: pool its tokens to this grid instead of its own (0: every patch)")
     p.add_argument("--out", default=None,
                    help="JSON output (default experiments/results/pusht_world_model.json, with --encoder pusht_encoder_probe.json)")
-    p.add_argument("--frames-per-episode", type=int, default=20)
+    p.add_argument("--frames-per-episode", type=int, default=20, help="random frames of each training episode (0: every frame)")
+    p.add_argument("--val-frames-per-episode", type=int, default=None,
+                   help="random frames of each held-out episode (default: --frames-per-episode; 0: every frame)")
     p.add_argument("--train-episodes", type=int, default=0,
                    help="training episodes whose frames fit the encoder probe (default 0: all of them; a linear "
                         "probe on every patch token has thousands of inputs and needs the frames)")
@@ -285,7 +289,8 @@ def main(argv=None) -> int:
     train_ids, val_ids = ds.split(0.1, seed=0)
     rng = np.random.default_rng(0)
     train_ids = train_ids[: args.train_episodes] if args.train_episodes else train_ids
-    train, val = _frames(ds, train_ids, args.frames_per_episode, rng), _frames(ds, val_ids, args.frames_per_episode, rng)
+    val_per_episode = args.frames_per_episode if args.val_frames_per_episode is None else args.val_frames_per_episode
+    train, val = _frames(ds, train_ids, args.frames_per_episode, rng), _frames(ds, val_ids, val_per_episode, rng)
     random_vit = _random_like(encoder, train[0])
     config = replace(ATTENTIVE, steps=args.attentive_steps) if args.attentive_steps else None
     pretrained, attentive = encoder_probes(encoder, train, val, TARGETS, config)

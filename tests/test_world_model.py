@@ -1,5 +1,7 @@
 """WorldModel: encode/predict/rollout semantics, batching, gradients, checkpoints."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -129,6 +131,22 @@ def test_ridge_path_scores_each_penalty_as_a_separate_fit_does():
         _, alone = fit_probe(z[:200], y[:200], z[200:], y[200:], names, ProbeConfig(ridge=ridge))
         assert scores == pytest.approx(alone, abs=1e-6)
     assert path[1e-3]["a"] > 0.8 > path[100.0]["a"]  # a heavy penalty shrinks the readout toward the mean
+
+
+def test_ridge_selection_forms_the_normal_equations_once_and_matches_the_two_separate_fits():
+    from wmplan.probe import ridge_path_r2, ridge_select_r2
+
+    g = torch.Generator().manual_seed(1)
+    z = 3.0 + 2.0 * torch.randn(500, 3, 5, generator=g)  # far from standardised, so the refit's statistics differ
+    y = torch.stack([z[:, 0, 0] - z[:, 2, 4], 0.1 * z[:, 1, 1]], 1) + torch.randn(500, 2, generator=g) * torch.tensor([4.0, 0.2])
+    names, ridges = ["a", "b"], (1e-4, 1e-1, 1.0, 30.0)
+    scores, best = ridge_select_r2(z[:400], y[:400], z[400:], y[400:], names, ridges, select_fraction=0.25)
+    inner = ridge_path_r2(z[:300], y[:300], z[300:400], y[300:400], names, ridges)
+    assert best == {n: max(ridges, key=lambda r: inner[r][n]) for n in names}
+    refit = ridge_path_r2(z[:400], y[:400], z[400:], y[400:], names, sorted(set(best.values())))
+    assert scores == pytest.approx({n: refit[best[n]][n] for n in names}, abs=1e-6)
+    with pytest.raises(ValueError, match="select_fraction"):
+        ridge_select_r2(z[:4], y[:4], z[4:], y[4:], names, ridges, select_fraction=0.0)
 
 
 def test_attentive_probe_reads_a_relation_between_tokens_that_a_linear_probe_cannot():
@@ -306,6 +324,35 @@ def test_prediction_errors_reports_each_horizon_in_env_steps(tmp_path):
     # the block never moves, so its last real state is exactly right; the random probe is not
     assert out["3_steps"]["no_change_true_state"] == {"block_pos_mm_median": 0.0, "block_angle_deg_median": 0.0}
     assert out["3_steps"]["block_pos_mm_median"] > 100
+
+
+def test_the_encoder_probe_command_fits_linear_probes_on_the_frames_it_is_told(tmp_path):
+    from experiments.encoder_probes import TARGETS
+    from experiments.eval_world_model import main
+    from wmplan.data.dataset import episode_path, write_episode, write_meta
+    from wmplan.encoders import save_encoder
+
+    names = ["agent_x", "agent_y", "block_x", "block_y", "block_theta"]
+    write_meta(tmp_path / "data", {"env": "pusht", "env_kwargs": {}, "image_size": 32, "action_dim": A, "proprio_dim": P,
+                                   "state_dim": 5, "state_names": names})
+    rng = np.random.default_rng(0)
+    for e in range(10):
+        arrays = {"pixels": rng.integers(0, 256, (13, 32, 32, 3), dtype=np.uint8),
+                  "proprio": rng.normal(size=(13, P)).astype(np.float32),
+                  "actions": rng.uniform(-1, 1, (12, A)).astype(np.float32), "states": rng.uniform(0, 500, (13, 5))}
+        write_episode(episode_path(tmp_path / "data", e), arrays, {"seed": e, "steps": 12})
+    encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, pool_grid=2), seed=0)
+    save_encoder(encoder, tmp_path / "enc.pt")
+
+    assert main(["--data", str(tmp_path / "data"), "--encoder", str(tmp_path / "enc.pt"), "--attentive-steps", "0",
+                 "--dinov2-dense", "--frames-per-episode", "6", "--val-frames-per-episode", "0",
+                 "--out", str(tmp_path / "probe.json")]) == 0
+    result = json.loads((tmp_path / "probe.json").read_text())
+    assert "attentive_probe" not in result
+    for key in ("encoder_probe_r2", "encoder_probe_r2_dinov2_dense"):  # 9 training episodes x 6 frames, 1 held out x 13
+        assert (result[key]["train_frames"], result[key]["val_frames"]) == (54, 13)
+        assert set(result[key]["pretrained"]) == set(result[key]["random_init"]) == {*TARGETS, "ridge"}
+    assert result["encoder_probe_r2_dinov2_dense"]["class_token_blocks"] == 2
 
 
 def test_atomic_checkpoint_writes_get_an_ordinary_file_mode_and_leave_no_temporary(tmp_path):

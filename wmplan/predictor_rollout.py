@@ -68,7 +68,7 @@ def cached_rollout(pred, z_hist: torch.Tensor, actions: torch.Tensor, a_past: to
     if tuple(a_past.shape) != (B, T - 1, a_fs):
         raise ValueError(f"a_past must be [{B}, {T - 1}, {a_fs}], got {tuple(a_past.shape)}")
     pred._check(z_hist, a_past.new_zeros(()).expand(B, T, a_fs))  # z [B, T <= history, N, D]
-    cfg, W = pred.config, pred.config.width
+    cfg = pred.config
     pos = (pred.spatial_pos + pred.time_pos)[0]  # [history, N, W] spatial plus time position
     act_past, cond_past = _action_inputs(pred, a_past[:, None], z_hist[:, None, :-1])  # [B, 1, T-1, ...]
     act, _ = _action_inputs(pred, actions, None)  # [B, S, H, W] (concat) or None

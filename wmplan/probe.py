@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ProbeConfig", "ATTENTIVE_PROBE", "Probe", "AttentivePool", "fit_probe", "ridge_path_r2", "state_targets", "r2_score"]
+__all__ = ["ProbeConfig", "ATTENTIVE_PROBE", "Probe", "AttentivePool", "fit_probe", "ridge_path_r2", "ridge_select_r2", "state_targets", "r2_score"]
 
 
 @dataclass(frozen=True)
@@ -174,8 +174,8 @@ def fit_probe(z_train, y_train, z_val, y_val, names, config: ProbeConfig = Probe
     if config.hidden:
         _fit_adam(probe, zt, yt, config, seed)
     else:
-        x1, t = _design(probe, zt, yt)
-        _set_linear(probe, _ridge_solve(x1.T @ x1, x1.T @ t, len(x1), config.ridge))
+        gram, xty = _normal_equations(probe, zt, yt)
+        _set_linear(probe, _ridge_solve(gram, xty, len(zt), config.ridge))
     probe.eval()
     with torch.no_grad():
         r2 = r2_score(probe(zv), yv)
@@ -190,13 +190,69 @@ def ridge_path_r2(z_train, y_train, z_val, y_val, names, ridges, device: str = "
     """
     zt, yt, zv, yv = _tensors(z_train, y_train, z_val, y_val, device=device)
     probe = _standardising_probe(zt, yt, names, 0, 0)
-    x1, t = _design(probe, zt, yt)
-    gram, xty, scores = x1.T @ x1, x1.T @ t, {}
+    return _score_path(probe, *_normal_equations(probe, zt, yt), zv, yv, ridges)
+
+
+def ridge_select_r2(z_train, y_train, z_val, y_val, names, ridges, select_fraction: float = 0.2,
+                    device: str = "cpu") -> tuple[dict[str, float], dict[str, float]]:
+    """Held-out R² per output of the linear probe with its penalty chosen on the training frames, and the penalties.
+
+    The last `select_fraction` of the training frames score a fit on the rest at every penalty of
+    `ridges`; each output's best penalty is then refitted on all training frames and scored on the
+    held-out frames. The result is the two `ridge_path_r2` calls that describes, but the rows are
+    multiplied once: the refit's normal equations follow exactly from the selection fit's by the
+    change of standardisation, and are accumulated in chunks of rows, so a design of 100,000s of
+    frames x 10,000 features needs neither a second pass nor its float64 copy in memory.
+    """
+    zt, yt, zv, yv = _tensors(z_train, y_train, z_val, y_val, device=device)
+    k = int((1 - select_fraction) * len(zt))
+    if not 0 < k < len(zt):
+        raise ValueError(f"select_fraction={select_fraction} leaves no frames to fit or to select on ({len(zt)} frames)")
+    inner = _standardising_probe(zt[:k], yt[:k], names, 0, 0)
+    fit, held = _normal_equations(inner, zt[:k], yt[:k]), _normal_equations(inner, zt[k:], yt[k:])
+    path = _score_path(inner, *fit, zt[k:], yt[k:], ridges)
+    best = {n: max(ridges, key=lambda r: path[r][n]) for n in names}
+    full = _standardising_probe(zt, yt, names, 0, 0)
+    gram, xty = _restandardise(fit[0] + held[0], fit[1] + held[1], inner, full)
+    scores = _score_path(full, gram, xty, zv, yv, sorted(set(best.values())))
+    return {n: scores[best[n]][n] for n in names}, best
+
+
+def _score_path(probe: Probe, gram: torch.Tensor, xty: torch.Tensor, zv, yv, ridges) -> dict[float, dict[str, float]]:
+    scores, n = {}, int(round(gram[-1, -1].item()))  # the bias column's square sums to the number of rows
     for ridge in ridges:
-        _set_linear(probe, _ridge_solve(gram, xty, len(x1), ridge))
+        _set_linear(probe, _ridge_solve(gram, xty, n, ridge))
         with torch.no_grad():
-            scores[ridge] = {name: float(v) for name, v in zip(names, r2_score(probe(zv), yv))}
+            scores[ridge] = {name: float(v) for name, v in zip(probe.names, r2_score(probe(zv), yv))}
     return scores
+
+
+def _normal_equations(probe: Probe, z: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """`X1ᵀX1 [F+1, F+1]` and `X1ᵀT [F+1, K]` of the standardised design, in float64, `chunk` rows at a time."""
+    gram = xty = 0
+    for i in range(0, len(z), chunk):
+        x1, t = _design(probe, z[i : i + chunk], y[i : i + chunk])
+        gram, xty = gram + x1.T @ x1, xty + x1.T @ t
+    return gram, xty
+
+
+def _restandardise(gram: torch.Tensor, xty: torch.Tensor, old: Probe, new: Probe) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normal equations of the same rows standardised by `new` instead of `old`.
+
+    Each new column is an affine map of the old one, `x' = a x + b` (the bias column: a = 1, b = 0),
+    and each new target `t' = c t + d`; the sums of products follow from the old sums, the column
+    sums (the bias column's products) and the row count.
+    """
+    f64 = dict(dtype=torch.float64)
+    a = torch.cat([old.in_std.to(**f64) / new.in_std.to(**f64), gram.new_ones(1)])  # [F+1]
+    b = torch.cat([(old.in_mean.to(**f64) - new.in_mean.to(**f64)) / new.in_std.to(**f64), gram.new_zeros(1)])
+    c = old.out_std.to(**f64) / new.out_std.to(**f64)  # [K]
+    d = (old.out_mean.to(**f64) - new.out_mean.to(**f64)) / new.out_std.to(**f64)
+    sx, st, n = gram[:, -1], xty[-1], gram[-1, -1]  # column sums of x and t, row count
+    asx = a * sx
+    gram = a[:, None] * gram * a[None] + torch.outer(asx, b) + torch.outer(b, asx) + n * torch.outer(b, b)
+    xty = a[:, None] * xty * c + torch.outer(asx, d) + torch.outer(b, c * st) + n * torch.outer(b, d)
+    return gram, xty
 
 
 def _tensors(*arrays, device):
