@@ -243,6 +243,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None,
                    help="JSON output (default experiments/results/pusht_world_model.json, with --encoder pusht_encoder_probe.json)")
     p.add_argument("--frames-per-episode", type=int, default=20, help="random frames of each training episode (0: every frame)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="with --encoder: seed of the split into training and held-out episodes (10%% held out)")
     p.add_argument("--val-frames-per-episode", type=int, default=None,
                    help="random frames of each held-out episode (default: --frames-per-episode; 0: every frame)")
     p.add_argument("--train-episodes", type=int, default=0,
@@ -286,7 +288,9 @@ def main(argv=None) -> int:
     if args.attentive_steps < (0 if args.encoder else 1):
         p.error("--attentive-steps must be positive (0, linear probes only, applies to --encoder)")
     encoder = load_encoder(args.encoder, pool_grid=args.pool_grid) if args.encoder else wm.encoder
-    train_ids, val_ids = ds.split(0.1, seed=0)
+    if args.split_seed and not args.encoder:
+        p.error("--split-seed applies to --encoder (a world model is evaluated on the episodes it was not trained on)")
+    train_ids, val_ids = ds.split(0.1, seed=args.split_seed)
     rng = np.random.default_rng(0)
     train_ids = train_ids[: args.train_episodes] if args.train_episodes else train_ids
     val_per_episode = args.frames_per_episode if args.val_frames_per_episode is None else args.val_frames_per_episode
@@ -295,7 +299,7 @@ def main(argv=None) -> int:
     config = replace(ATTENTIVE, steps=args.attentive_steps) if args.attentive_steps else None
     pretrained, attentive = encoder_probes(encoder, train, val, TARGETS, config)
     random_init, _ = encoder_probes(random_vit, train, val, TARGETS, config)
-    frames = {"train_frames": len(train[0]), "val_frames": len(val[0])}
+    frames = {"train_frames": len(train[0]), "val_frames": len(val[0]), "split_seed": args.split_seed}
     result = {"encoder_probe_r2": {"pretrained": pretrained["linear"], "random_init": random_init["linear"]} | frames}
     if attentive is not None:
         result["attentive_probe"] = {"pretrained": pretrained["attentive"], "random_init": random_init["attentive"],

@@ -190,7 +190,9 @@ def _probe_rows(d: dict, name: str) -> list[str]:
             continue
         pretrained, random_init = d[key]["pretrained"], d[key]["random_init"]
         worst = min(v for k, v in pretrained.items() if k != "ridge")
-        rows.append(f"| `{name}` | {steps} | {grid} | {features} | {d[key]['train_frames']} / {d[key]['val_frames']} | "
+        split = d[key].get("split_seed", 0)  # the held-out episodes: `ds.split(0.1, seed=split)`
+        frames = f"{d[key]['train_frames']} / {d[key]['val_frames']}" + (f" (split {split})" if split else "")
+        rows.append(f"| `{name}` | {steps} | {grid} | {features} | {frames} | "
                     f"{_r2s(pretrained)} | {_r2s(random_init)} | {worst:.3f} | {'yes' if worst >= PROBE_TARGET else 'no'} |")
     return rows
 
@@ -208,7 +210,8 @@ def probe_table(results_dir: Path) -> str:
             f"random ViT R² | lowest (pretrained) | all >= {PROBE_TARGET} |", "|---|---|---|---|---|---|---|---|---|"]
     note = ("`python -m experiments.eval_world_model --encoder FILE [--with-cls] [--dinov2-eval] [--dinov2-dense]`; R² per "
             "target in the order agent x, agent y, block x, block y, sin and cos of the block's angle, on held-out "
-            "episodes' frames; the random ViT has the encoder's shape and the same probe.")
+            "episodes' frames (10% of the episodes, drawn by `--split-seed`, default 0); the random ViT has the encoder's shape "
+            "and the same probe.")
     return "\n".join(head + rows + ["", note])
 
 

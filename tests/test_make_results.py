@@ -121,11 +121,13 @@ def test_successes_are_split_by_what_the_zero_action_already_meets(tmp_path):
     assert "| pusht | pusht-gd | 3 | 2 | 1 | 1 | 1 |" in floor_table(tmp_path)
 
 
-def probe_file(path, agent_x, dense=None):
+def probe_file(path, agent_x, dense=None, split_seed=None):
     r2 = {"agent_x": agent_x, "agent_y": 0.97, "block_x": 0.99, "block_y": 0.99, "sin(block_theta)": 0.96,
           "cos(block_theta)": 0.97, "ridge": {"agent_x": 0.001}}
     record = {"encoder": "enc.pt", "pool_grid": 4, "encoder_meta": {"dino_config": {"steps": 6000, "snapshot_step": 4000}},
               "encoder_probe_r2": {"pretrained": r2, "random_init": r2 | {"agent_x": 0.5}, "train_frames": 10, "val_frames": 5}}
+    if split_seed is not None:
+        record["encoder_probe_r2"]["split_seed"] = split_seed
     if dense is not None:
         record["encoder_probe_r2_dinov2_dense"] = record["encoder_probe_r2"] | {"pretrained": r2 | {"agent_x": dense}}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +137,7 @@ def probe_file(path, agent_x, dense=None):
 def test_probe_table_reads_every_feature_set_and_judges_the_lowest_target(tmp_path):
     results = tmp_path / "results"
     probe_file(results / "probes" / "enc.json", agent_x=0.93, dense=0.951)
+    probe_file(results / "probes" / "split1.json", agent_x=0.94, split_seed=1)
     (results / "pusht_world_model.json").write_text(json.dumps({"encoder_probe_r2": {}}))  # a world model's: not an encoder probe
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- probe:start -->\nold\n<!-- probe:end -->\n")
@@ -145,4 +148,5 @@ def test_probe_table_reads_every_feature_set_and_judges_the_lowest_target(tmp_pa
     assert patch in text and "old" not in text
     dense_row = next(line for line in text.splitlines() if "DINOv2 dense" in line)
     assert dense_row.endswith("| 0.951 / 0.970 / 0.990 / 0.990 / 0.960 / 0.970 | 0.500 / 0.970 / 0.990 / 0.990 / 0.960 / 0.970 | 0.951 | yes |")
+    assert "| `probes/split1.json` | 4000 of 6000 | 4x4 | patch tokens | 10 / 5 (split 1) | 0.940 / " in text
     assert "pusht_world_model" not in text and patch in (tmp_path / "RESULTS.md").read_text()
