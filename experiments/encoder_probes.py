@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from wmplan.encoders import ViTEncoder
+from wmplan.encoders.features import encode_frames, encode_in_batches
 from wmplan.encoders.projection import projection_from_tokens
 from wmplan.encoders.vit import pixels_to_tensor
 from wmplan.probe import ATTENTIVE_PROBE as ATTENTIVE
@@ -17,23 +18,8 @@ from wmplan.probe import Probe, ProbeConfig, fit_probe, ridge_select_r2
 TARGETS = ("agent_x", "agent_y", "block_x", "block_y", "sin(block_theta)", "cos(block_theta)")
 
 
-def _encode_in_batches(encode, frames: np.ndarray, batch: int = 512) -> torch.Tensor:
-    """`encode(frames[i : i + batch])` for every batch, written into one preallocated tensor `[M, ...]`.
-
-    Concatenating the batches would hold the features twice; a dense probe's features of 100,000s of
-    frames are gigabytes.
-    """
-    with torch.inference_mode():
-        first = encode(frames[:batch])
-        out = first.new_empty((len(frames), *first.shape[1:]))
-        out[: len(first)] = first
-        for i in range(batch, len(frames), batch):
-            out[i : i + batch] = encode(frames[i : i + batch])
-    return out
-
-
 def _encode_visual(encoder, frames: np.ndarray, batch: int = 512) -> torch.Tensor:
-    return _encode_in_batches(encoder.encode_pixels, frames, batch)
+    return torch.from_numpy(encode_frames(encoder, frames, batch))  # [M, N, Dv]
 
 
 # per-sample L2 penalties for the linear probe; each time the smallest kept winning (1e-3, then 1e-5 on 50,000 frames
@@ -62,10 +48,10 @@ def _encode_with_cls(encoder: ViTEncoder, frames: np.ndarray, blocks: int = 1, a
         patches = [encoder.pool_patches(t, grid, grid) for t in (layers if dense else layers[:1])]  # [B, N, D] each
         return torch.cat(extra + patches, dim=1)
 
-    return _encode_in_batches(encode, frames, batch)
+    return encode_in_batches(encode, frames, batch)
 
 
-def _random_like(encoder: ViTEncoder, frames: np.ndarray) -> ViTEncoder:
+def random_like(encoder: ViTEncoder, frames: np.ndarray) -> ViTEncoder:
     """A randomly initialised ViT of the encoder's shape; for a projected encoder, projected onto the principal
     components of its own tokens of `frames` (the probes' training frames), as the encoder was on its own."""
     config = encoder.config
@@ -90,7 +76,7 @@ def encoder_probes(encoder, train: tuple, val: tuple, names,
         return {"linear": linear}, None
     probe, r2 = fit_probe(zt, yt, zv, yv, names, attentive, seed=0)
     with torch.inference_mode():
-        pos_mm, angle_deg = _block_errors(probe(zv).numpy(), yv.numpy())
+        pos_mm, angle_deg = block_errors(probe(zv).numpy(), yv.numpy())
     scores = {n: round(float(v), 4) for n, v in r2.items()}
     return {"linear": linear, "attentive": scores | {"block_pos_mm_median": round(float(np.median(pos_mm)), 2),
                                                      "block_angle_deg_median": round(float(np.median(angle_deg)), 2)}}, probe
@@ -103,7 +89,7 @@ def cls_probe(encoder: ViTEncoder, train: tuple, val: tuple, blocks: int = 1, av
     return probe_r2(zt, torch.as_tensor(train[1]).float(), zv, torch.as_tensor(val[1]).float(), TARGETS)
 
 
-def _block_errors(read: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def block_errors(read: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Block position (mm) and angle (deg) errors of reads `[..., 6]` in `TARGETS` order."""
     pos = np.hypot(*np.moveaxis(read[..., 2:4] - truth[..., 2:4], -1, 0))
     ang = np.arctan2(read[..., 4], read[..., 5]) - np.arctan2(truth[..., 4], truth[..., 5])

@@ -47,7 +47,7 @@ from wmplan.probe import Probe, state_targets
 from wmplan.results import write_json
 from wmplan.world_model import WorldModel
 
-from experiments.encoder_probes import ATTENTIVE, TARGETS, _block_errors, _random_like, cls_probe, encoder_probes
+from experiments.encoder_probes import ATTENTIVE, TARGETS, block_errors, cls_probe, encoder_probes, random_like
 
 
 def _frames(ds, ids, per_episode: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -160,11 +160,11 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
         last.append(state_targets(w["states"][T - 1], names, TARGETS))  # [6], the last real frame's state
     truth = np.stack(truths)  # [W, Hmax, 6]
     as_targets = lambda r: np.concatenate([np.zeros_like(r[..., :2]), r[..., ti]], axis=-1)  # block in TARGETS' slots
-    pos, ang = _block_errors(as_targets(np.stack(reads)), truth)  # [W, Hmax] each
+    pos, ang = block_errors(as_targets(np.stack(reads)), truth)  # [W, Hmax] each
     held = np.hypot(*np.moveaxis(np.stack(hold)[:, None, ti[:2]] - truth[..., 2:4], -1, 0))  # the block stays put
-    still_pos, still_ang = _block_errors(np.stack(last)[:, None], truth)  # ... where it truly was: no probe error
+    still_pos, still_ang = block_errors(np.stack(last)[:, None], truth)  # ... where it truly was: no probe error
     if attentive is not None:
-        att_pos, att_ang = _block_errors(np.stack(attentive_reads), truth)
+        att_pos, att_ang = block_errors(np.stack(attentive_reads), truth)
     median = lambda x, h: round(float(np.median(x[:, h - 1])), 2)
     out = {}
     for h in horizons:
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     train_ids = train_ids[: args.train_episodes] if args.train_episodes else train_ids
     val_per_episode = args.frames_per_episode if args.val_frames_per_episode is None else args.val_frames_per_episode
     train, val = _frames(ds, train_ids, args.frames_per_episode, rng), _frames(ds, val_ids, val_per_episode, rng)
-    random_vit = _random_like(encoder, train[0])
+    random_vit = random_like(encoder, train[0])
     config = replace(ATTENTIVE, steps=args.attentive_steps) if args.attentive_steps else None
     pretrained, attentive = encoder_probes(encoder, train, val, TARGETS, config)
     random_init, _ = encoder_probes(random_vit, train, val, TARGETS, config)

@@ -243,11 +243,10 @@ def _restandardise(gram: torch.Tensor, xty: torch.Tensor, old: Probe, new: Probe
     and each new target `t' = c t + d`; the sums of products follow from the old sums, the column
     sums (the bias column's products) and the row count.
     """
-    f64 = dict(dtype=torch.float64)
-    a = torch.cat([old.in_std.to(**f64) / new.in_std.to(**f64), gram.new_ones(1)])  # [F+1]
-    b = torch.cat([(old.in_mean.to(**f64) - new.in_mean.to(**f64)) / new.in_std.to(**f64), gram.new_zeros(1)])
-    c = old.out_std.to(**f64) / new.out_std.to(**f64)  # [K]
-    d = (old.out_mean.to(**f64) - new.out_mean.to(**f64)) / new.out_std.to(**f64)
+    (xm0, xs0, tm0, ts0), (xm1, xs1, tm1, ts1) = ((p.in_mean.double(), p.in_std.double(), p.out_mean.double(),
+                                                  p.out_std.double()) for p in (old, new))  # input, target mean and std
+    a, b = torch.cat([xs0 / xs1, gram.new_ones(1)]), torch.cat([(xm0 - xm1) / xs1, gram.new_zeros(1)])  # [F+1]
+    c, d = ts0 / ts1, (tm0 - tm1) / ts1  # [K]
     sx, st, n = gram[:, -1], xty[-1], gram[-1, -1]  # column sums of x and t, row count
     asx = a * sx
     gram = a[:, None] * gram * a[None] + torch.outer(asx, b) + torch.outer(b, asx) + n * torch.outer(b, b)

@@ -156,11 +156,22 @@ def _release_freed_memory() -> None:
 
 def encode_frames(encoder: ViTEncoder, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """uint8 `[M, H, W, 3]` -> float32 tokens `[M, N, D_v]`, in batches under inference mode."""
-    out = []
+    return encode_in_batches(lambda px: encoder.encode_pixels(px).float().cpu(), pixels, batch_size).numpy()
+
+
+def encode_in_batches(encode, pixels: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+    """`encode(pixels[s : s + batch_size])` for every batch, under inference mode, into one preallocated `[M, ...]`.
+
+    Concatenating the batches would hold the features twice: a probe's dense features of 100,000s of
+    frames are gigabytes.
+    """
     with torch.inference_mode():
-        for s in range(0, len(pixels), batch_size):
-            out.append(encoder.encode_pixels(pixels[s : s + batch_size]).float().cpu().numpy())
-    return np.concatenate(out)
+        first = encode(pixels[:batch_size])
+        out = first.new_empty((len(pixels), *first.shape[1:]))
+        out[: len(first)] = first
+        for s in range(batch_size, len(pixels), batch_size):
+            out[s : s + batch_size] = encode(pixels[s : s + batch_size])
+    return out
 
 
 def load_features(path, encoder_or_hash, episodes=None) -> list[np.ndarray]:
