@@ -32,6 +32,7 @@ def _state_model_data(record: dict) -> str:
     """Which learned state model an oracle row planned with: its members and the data it was fitted on."""
     fit, members = record.get("fit", {}), record["members"]
     data = f"{fit['train_episodes']} episodes of `{Path(fit['data']).name}`" if "data" in fit else "the data"
+    data += f", {fit['steps']} steps" if "steps" in fit else ""
     return data + (f" (ensemble of {members})" if members > 1 else "")
 
 

@@ -69,7 +69,9 @@ def cost_record(spec, args) -> dict:
     """The agent's cost options where they differ from the benchmark's defaults (none: {}, as before they existed)."""
     costs = {"proprio_weight": args.proprio_weight, "proprio_weight_early": args.proprio_weight_early,
              "goal_steps": args.goal_steps, "budget_horizon": args.budget_horizon or None,
-             "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None}
+             "readout_goal": dataclasses.asdict(spec.readout_goal) if args.readout_goal else None,
+             "agent_weight": args.agent_weight if args.agent_weight != 1.0 else None,
+             "agent_weight_at_end": args.agent_weight_at_end}
     costs = {k: v for k, v in costs.items() if v is not None}
     return {"costs": costs} if costs else {}
 
@@ -102,6 +104,10 @@ def main(argv=None) -> int:
     p.add_argument("--state-model", default=None,
                    help="drive with the learned true-state model (experiments/state_dynamics.py --save) in place of "
                         "the world model, as oracle_planning --oracle state-model does (sampling planners only)")
+    p.add_argument("--agent-weight", type=float, default=1.0,
+                   help="with --state-model: scale on the agent's distance in the true-state energy (oracle_planning's)")
+    p.add_argument("--agent-weight-at-end", type=float, default=None,
+                   help="with --state-model: the agent's scale in the plans that end the episode (needs --budget-horizon)")
     p.add_argument("--planner", default="gd")
     p.add_argument("--planner-settings", type=planner_settings, default={})
     add_cost_arguments(p)  # the agent's costs and horizon, as `wmplan bench` takes them
@@ -121,6 +127,11 @@ def main(argv=None) -> int:
         return 0
     if args.source is None:
         p.error("--source is required: the dataset the model was trained on")
+    if (args.agent_weight != 1.0 or args.agent_weight_at_end is not None) and not args.state_model:
+        p.error("--agent-weight and --agent-weight-at-end need --state-model (the latent energy's agent term is "
+                "--proprio-weight)")
+    if args.agent_weight_at_end is not None and not args.budget_horizon:
+        p.error("--agent-weight-at-end needs --budget-horizon: without it no plan knows it ends the episode")
     if args.seed < TRAINING_SEEDS:
         p.error(f"--seed {args.seed} overlaps benchmark or tuning tasks; use {TRAINING_SEEDS} or above")
     try:
@@ -144,12 +155,15 @@ def collect_agent_episodes(args) -> int:
     env = envs.make(spec.env, image_size=read_meta(source)["image_size"], **spec.env_kwargs)
     ckpt = REPO_ROOT / (args.checkpoint or spec.checkpoint)
     wm = load_model(ckpt, env, spec.env, "cpu")
+    terms = None
     if args.state_model:
-        from experiments.oracle_planning import LearnedStateModel
+        from experiments.oracle_planning import LearnedStateModel, state_energy
 
         wm = LearnedStateModel.from_file(wm, env, args.state_model)
+        if args.agent_weight != 1.0 or args.agent_weight_at_end is not None:
+            terms = state_energy(args.agent_weight, args.agent_weight_at_end, spec.goal_steps)
     agent, settings = build_agent(spec, wm, args.planner, env.action_space, readout_goal=args.readout_goal,
-                                  **args.planner_settings)
+                                  terms=terms, **args.planner_settings)
     n_source = len(EpisodeDataset(source))
     n_source = min(n_source, args.source_episodes) if args.source_episodes else n_source
     record = {"source": str(source.resolve()), "source_episodes": n_source, "checkpoint": str(ckpt),

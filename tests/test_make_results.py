@@ -95,6 +95,20 @@ def test_oracle_table_reads_the_learned_row_from_the_benchmark_and_marks_old_che
     assert table.count("learned world model") == 1  # the same learned row serves both latent oracles
 
 
+def test_a_learned_state_model_row_names_its_data_steps_and_ensemble(tmp_path):
+    from experiments.make_results import oracle_table
+
+    for members, steps in ((1, 5000), (5, 50000)):
+        (tmp_path / f"pusht_oracle_state-model-{members}_cem.json").write_text(json.dumps({
+            "env": "pusht", "oracle": "state-model", "planner": "cem", "overrides": {},
+            "state_model": {"members": members, "fit": {"data": "/x/data/pusht_5k", "train_episodes": 4500, "steps": steps}},
+            "oracle_result": {"episodes": 1, "success": 1.0, "ci95": [0.2, 1.0], "metrics": {}},
+            "episodes": [{"seed": 0, "replan_median_s": 0.1}]}))
+    table = oracle_table(tmp_path)
+    assert "true-state MLP learned from 4500 episodes of `pusht_5k`, 5000 steps, true-state distance" in table
+    assert "from 4500 episodes of `pusht_5k`, 50000 steps (ensemble of 5), true-state distance" in table
+
+
 def test_successes_are_split_by_what_the_zero_action_already_meets(tmp_path):
     from experiments.make_results import floor_table
     from experiments.success_beyond_floor import main as split_main

@@ -93,3 +93,11 @@ def test_the_learned_state_model_can_drive_the_agent(tmp_path, source):
     union = EpisodeDataset(out)
     assert len(union) == 3 and union.meta["planner_data"]["state_model"] == str(sm)
     assert list(union.lengths())[-1] == 50
+    # staged agent weights, as oracle_planning's state-model rows plan, are recorded with the data
+    staged = tmp_path / "staged"
+    assert main(args[:3] + [str(staged)] + args[4:] + ["--agent-weight", "0.1", "--agent-weight-at-end", "1",
+                                                       "--budget-horizon"]) == 0
+    costs = EpisodeDataset(staged).meta["planner_data"]["costs"]
+    assert costs["agent_weight"] == 0.1 and costs["agent_weight_at_end"] == 1 and costs["budget_horizon"]
+    with pytest.raises(SystemExit):  # staging needs the budget horizon
+        main(args[:3] + [str(tmp_path / "x")] + args[4:] + ["--agent-weight-at-end", "1"])
