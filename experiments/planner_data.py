@@ -13,7 +13,9 @@ by the agent's episodes. `wmplan train --init CKPT --data OUT` then fine-tunes o
 
 The agent plans with the benchmark's costs; `wmplan bench`'s cost options (`--budget-horizon`,
 `--proprio-weight[-early]`, `--readout-goal[-settings]`, `--goal-steps`) change them as they do
-there, and are recorded with the data.
+there, and are recorded with the data. Driven by a learned true-state model (`--state-model`), it plans
+with that model's oracle energy, staged as `oracle_planning.py` stages it with `--agent-weight` and
+`--agent-weight-at-end`.
 `--describe FILE` writes how often the block moves in the source's and the agent's episodes.
 `--source-episodes N` links only the source's first N episodes, so that the agent's make up more of
 the training windows (300 agent episodes of 50 steps beside 1000 expert episodes of 100 are ~11% of
