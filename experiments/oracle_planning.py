@@ -184,6 +184,13 @@ def state_energy(agent_weight: float = 1.0, agent_weight_at_end: float | None = 
             ActionBounds()]
 
 
+def agent_weighted_energy(agent_weight: float = 1.0, agent_weight_at_end: float | None = None, steps="last") -> list | None:
+    """`state_energy` with these agent weights, or None where both are the defaults (the caller's spec energy holds)."""
+    if agent_weight == 1.0 and agent_weight_at_end is None:
+        return None
+    return state_energy(agent_weight, agent_weight_at_end, steps)
+
+
 def learned_same_seeds(env: str, run: str, seeds: set, readout_goal: dict | None = None,
                        results: Path = RESULTS) -> dict | None:
     """The learned model's benchmark result on the same seeds (run `<planner>[-readout]`, with the same
@@ -282,8 +289,8 @@ def main(argv=None) -> int:
         model = LearnedStateModel.from_file(wm, env, args.state_model, args.radius)
     else:
         model = SimulatorModel(wm, env, envs.make(spec.env, **spec.env_kwargs), args.oracle, args.radius)
-    weighted = args.agent_weight != 1.0 or staged  # the latent oracle refused both above
-    terms = state_energy(args.agent_weight, args.agent_weight_at_end, spec.goal_steps) if weighted else None
+    terms = agent_weighted_energy(args.agent_weight, args.agent_weight_at_end, spec.goal_steps)
+    weighted = terms is not None  # the latent oracle refused both above
     agent, settings = build_agent(spec, model, args.planner, env.action_space, readout_goal=args.readout_goal,
                                   terms=terms, **args.planner_settings)
     cfg = dataclasses.replace(spec.eval, episodes=args.episodes, keep_out=spec.keep_out)  # as `wmplan bench` does

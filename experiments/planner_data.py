@@ -159,11 +159,10 @@ def collect_agent_episodes(args) -> int:
     wm = load_model(ckpt, env, spec.env, "cpu")
     terms = None
     if args.state_model:
-        from experiments.oracle_planning import LearnedStateModel, state_energy
+        from experiments.oracle_planning import LearnedStateModel, agent_weighted_energy
 
         wm = LearnedStateModel.from_file(wm, env, args.state_model)
-        if args.agent_weight != 1.0 or args.agent_weight_at_end is not None:
-            terms = state_energy(args.agent_weight, args.agent_weight_at_end, spec.goal_steps)
+        terms = agent_weighted_energy(args.agent_weight, args.agent_weight_at_end, spec.goal_steps)
     agent, settings = build_agent(spec, wm, args.planner, env.action_space, readout_goal=args.readout_goal,
                                   terms=terms, **args.planner_settings)
     n_source = len(EpisodeDataset(source))
