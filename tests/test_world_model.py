@@ -326,21 +326,48 @@ def test_prediction_errors_reports_each_horizon_in_env_steps(tmp_path):
     assert out["3_steps"]["block_pos_mm_median"] > 100
 
 
+def random_pusht_dataset(path, episodes: int, steps: int) -> None:
+    """A push-T-shaped dataset of random 32x32 frames, proprio, actions and states (agent xy, block xy, angle)."""
+    from wmplan.data.dataset import episode_path, write_episode, write_meta
+
+    write_meta(path, {"env": "pusht", "env_kwargs": {}, "image_size": 32, "action_dim": A, "proprio_dim": P,
+                      "state_dim": 5, "state_names": ["agent_x", "agent_y", "block_x", "block_y", "block_theta"]})
+    rng = np.random.default_rng(0)
+    for e in range(episodes):
+        arrays = {"pixels": rng.integers(0, 256, (steps + 1, 32, 32, 3), dtype=np.uint8),
+                  "proprio": rng.normal(size=(steps + 1, P)).astype(np.float32),
+                  "actions": rng.uniform(-1, 1, (steps, A)).astype(np.float32), "states": rng.uniform(0, 500, (steps + 1, 5))}
+        write_episode(episode_path(path, e), arrays, {"seed": e, "steps": steps})
+
+
+def test_the_readout_capacity_experiment_compares_the_checkpoint_probe_with_a_stronger_one(tmp_path):
+    from experiments.encoder_probes import TARGETS
+    from experiments.readout_capacity import main
+
+    random_pusht_dataset(tmp_path / "data", episodes=10, steps=30)
+    wm = tiny_world_model()
+    wm.save(tmp_path / "agent_only.pt")
+    args = ["--data", str(tmp_path / "data"), "--frames", "100", "--hidden", "8", "--steps", "3", "--out", str(tmp_path / "r.json")]
+    with pytest.raises(SystemExit):  # its probe reads the agent only
+        main([*args, "--checkpoint", str(tmp_path / "agent_only.pt")])
+    wm.probe = Probe(4, 16 + P, TARGETS, seed=0)
+    wm.save(tmp_path / "wm.pt")
+
+    assert main([*args, "--checkpoint", str(tmp_path / "wm.pt")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["stronger_probe"]["train_frames"] == 100 and result["stronger_probe"]["config"]["hidden"] == 8
+    for probe in ("checkpoint_probe", "stronger_probe"):  # one held-out episode of 31 frames, windows of 12 frames
+        assert result[probe]["real_latents"]["frames"] == 31
+        assert set(result[probe]["predicted"]) == {"1_steps", "5_steps", "10_steps"}
+    assert result["checkpoint_probe"]["real_latents"] != result["stronger_probe"]["real_latents"]
+
+
 def test_the_encoder_probe_command_fits_linear_probes_on_the_frames_it_is_told(tmp_path):
     from experiments.encoder_probes import TARGETS
     from experiments.eval_world_model import main
-    from wmplan.data.dataset import episode_path, write_episode, write_meta
     from wmplan.encoders import save_encoder
 
-    names = ["agent_x", "agent_y", "block_x", "block_y", "block_theta"]
-    write_meta(tmp_path / "data", {"env": "pusht", "env_kwargs": {}, "image_size": 32, "action_dim": A, "proprio_dim": P,
-                                   "state_dim": 5, "state_names": names})
-    rng = np.random.default_rng(0)
-    for e in range(10):
-        arrays = {"pixels": rng.integers(0, 256, (13, 32, 32, 3), dtype=np.uint8),
-                  "proprio": rng.normal(size=(13, P)).astype(np.float32),
-                  "actions": rng.uniform(-1, 1, (12, A)).astype(np.float32), "states": rng.uniform(0, 500, (13, 5))}
-        write_episode(episode_path(tmp_path / "data", e), arrays, {"seed": e, "steps": 12})
+    random_pusht_dataset(tmp_path / "data", episodes=10, steps=12)
     encoder = ViTEncoder(ViTConfig(image_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, pool_grid=2), seed=0)
     save_encoder(encoder, tmp_path / "enc.pt")
 
