@@ -24,7 +24,7 @@ from experiments.eval_world_model import prediction_errors
 from wmplan.data import EpisodeDataset
 from wmplan.probe import ProbeConfig, fit_probe, probe_config_dict, state_targets
 from wmplan.results import write_json
-from wmplan.train import LatentData, _frames_of
+from wmplan.train import LatentData, TrainConfig, sample_latent_frames
 from wmplan.world_model import WorldModel
 
 
@@ -56,14 +56,14 @@ def main(argv=None) -> int:
         p.error(f"the checkpoint's probe reads {wm.probe.names}; this experiment compares push-T probes reading {TARGETS}")
     names = ds.meta["state_names"]
     data = LatentData(ds, wm.encoder, progress=False)
-    train_ids, val_ids = ds.split(0.1, seed=0)  # the split `wmplan train` held out with its default seed
+    train_ids, val_ids = ds.split(TrainConfig().val_fraction, seed=0)  # what `wmplan train --seed 0` held out
     z_eps = data.take_latents(wm.proprio_mean.cpu(), wm.proprio_std.cpu())
     z_val = torch.cat([z_eps[i] for i in val_ids])  # [M, N, D]
     y_val = state_targets(np.concatenate([data.states[i] for i in val_ids]), names, TARGETS)  # [M, 6]
     result = {"checkpoint_probe": readout_errors(wm, ds, val_ids, z_val, y_val)}
     config = ProbeConfig(hidden=args.hidden, steps=args.steps, lr=1e-3, batch_size=1024)
     fit_start = time.perf_counter()
-    z_train, s_train = _frames_of(z_eps, data.states, train_ids, args.frames, seed=0)
+    z_train, s_train = sample_latent_frames(z_eps, data.states, train_ids, args.frames, seed=0)
     wm.probe, r2 = fit_probe(z_train, state_targets(s_train, names, TARGETS), z_val, y_val, TARGETS, config)
     fitted = {"config": probe_config_dict(config), "train_frames": len(z_train), "r2": r2,
               "fit_seconds": round(time.perf_counter() - fit_start, 1)}

@@ -332,13 +332,13 @@ def test_training_starts_from_an_initial_predictor_and_refuses_one_that_does_not
 
 
 def test_probe_frames_are_those_of_a_permutation_of_the_concatenation_without_building_it():
-    from wmplan.train import _frames_of
+    from wmplan.train import sample_latent_frames
 
     rng = np.random.default_rng(0)
     z_eps = [torch.randn(int(n), 3, 2) for n in rng.integers(1, 20, size=12)]
     states = [rng.normal(size=(len(z), 4)) for z in z_eps]
     ids = np.array([3, 0, 7, 5, 11])
-    z, s = _frames_of(z_eps, states, ids, limit=25, seed=1)
+    z, s = sample_latent_frames(z_eps, states, ids, limit=25, seed=1)
     everything = torch.cat([z_eps[i] for i in ids])
     keep = np.random.default_rng(1).permutation(len(everything))[:25]
     assert torch.equal(z, everything[keep])

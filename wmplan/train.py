@@ -348,14 +348,14 @@ def _fit_probe(z_eps, data, train_ids, val_ids, meta, env, cfg, seed, device) ->
     targets = default_probe_targets(env, meta.get("state_names", []))
     if not (targets and len(val_ids)):
         return None, {}
-    zt, st = _frames_of(z_eps, data.states, train_ids, cfg.probe_frames, seed)
+    zt, st = sample_latent_frames(z_eps, data.states, train_ids, cfg.probe_frames, seed)
     zv, sv = torch.cat([z_eps[i] for i in val_ids]), np.concatenate([data.states[i] for i in val_ids])
     names = meta["state_names"]
     yt, yv = state_targets(st, names, targets), state_targets(sv, names, targets)
     return fit_probe(zt, yt, zv, yv, targets, cfg.probe, seed, device)
 
 
-def _frames_of(z_eps, states, ids, limit: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+def sample_latent_frames(z_eps, states, ids, limit: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
     """At most `limit` random frames of episodes `ids`: latents `[M, N, D]` and states `[M, S]`.
 
     The frames, in order, are those a permutation of the episodes' concatenation would pick, but
