@@ -52,8 +52,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     wm, ds = WorldModel.load(args.checkpoint), EpisodeDataset(args.data)
-    if tuple(wm.probe.names) != TARGETS:
-        p.error(f"the checkpoint's probe reads {wm.probe.names}; this experiment compares push-T probes reading {TARGETS}")
+    if wm.probe is None or tuple(wm.probe.names) != TARGETS:
+        p.error(f"the checkpoint's probe reads {wm.probe.names if wm.probe else 'nothing'}; this experiment compares "
+                f"push-T probes reading {TARGETS}")
+    if min(args.frames, args.hidden, args.steps) < 1:
+        p.error("--frames, --hidden and --steps must be positive")
     names = ds.meta["state_names"]
     data = LatentData(ds, wm.encoder, progress=False)
     train_ids, val_ids = ds.split(TrainConfig().val_fraction, seed=0)  # what `wmplan train --seed 0` held out
