@@ -30,6 +30,22 @@ def tiny_world_model(env="pusht", image_size=64, action_dim=2, proprio_dim=4, fr
     return WorldModel(enc, pred, env, image_size, action_dim, mean, std, probe=probe).eval()
 
 
+def random_pusht_dataset(path, episodes: int, steps: int, action_dim: int = 2, proprio_dim: int = 3, seed: int = 0) -> None:
+    """A push-T-shaped dataset of random 32x32 frames, proprio, actions and states (agent xy, block xy, angle)."""
+    from wmplan.data.dataset import episode_path, write_episode, write_meta
+
+    write_meta(path, {"env": "pusht", "env_kwargs": {}, "image_size": 32, "action_dim": action_dim,
+                      "proprio_dim": proprio_dim, "state_dim": 5,
+                      "state_names": ["agent_x", "agent_y", "block_x", "block_y", "block_theta"]})
+    rng = np.random.default_rng(seed)
+    for e in range(episodes):
+        arrays = {"pixels": rng.integers(0, 256, (steps + 1, 32, 32, 3), dtype=np.uint8),
+                  "proprio": rng.normal(size=(steps + 1, proprio_dim)).astype(np.float32),
+                  "actions": rng.uniform(-1, 1, (steps, action_dim)).astype(np.float32),
+                  "states": rng.uniform(0, 500, (steps + 1, 5))}
+        write_episode(episode_path(path, e), arrays, {"seed": seed + e, "steps": steps})
+
+
 @pytest.fixture(scope="session")
 def tiny_pusht_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "world_model.pt"

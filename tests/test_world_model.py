@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_pusht_dataset
 from wmplan.checkpoint import CheckpointError
 from wmplan.encoders import ViTConfig, ViTEncoder
 from wmplan.encoders.vit import pixels_to_tensor
@@ -324,20 +325,6 @@ def test_prediction_errors_reports_each_horizon_in_env_steps(tmp_path):
     # the block never moves, so its last real state is exactly right; the random probe is not
     assert out["3_steps"]["no_change_true_state"] == {"block_pos_mm_median": 0.0, "block_angle_deg_median": 0.0}
     assert out["3_steps"]["block_pos_mm_median"] > 100
-
-
-def random_pusht_dataset(path, episodes: int, steps: int) -> None:
-    """A push-T-shaped dataset of random 32x32 frames, proprio, actions and states (agent xy, block xy, angle)."""
-    from wmplan.data.dataset import episode_path, write_episode, write_meta
-
-    write_meta(path, {"env": "pusht", "env_kwargs": {}, "image_size": 32, "action_dim": A, "proprio_dim": P,
-                      "state_dim": 5, "state_names": ["agent_x", "agent_y", "block_x", "block_y", "block_theta"]})
-    rng = np.random.default_rng(0)
-    for e in range(episodes):
-        arrays = {"pixels": rng.integers(0, 256, (steps + 1, 32, 32, 3), dtype=np.uint8),
-                  "proprio": rng.normal(size=(steps + 1, P)).astype(np.float32),
-                  "actions": rng.uniform(-1, 1, (steps, A)).astype(np.float32), "states": rng.uniform(0, 500, (steps + 1, 5))}
-        write_episode(episode_path(path, e), arrays, {"seed": e, "steps": steps})
 
 
 def test_the_readout_capacity_experiment_compares_the_checkpoint_probe_with_a_stronger_one(tmp_path):

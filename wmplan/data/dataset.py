@@ -170,8 +170,13 @@ class EpisodeDataset:
 
     def split(self, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Disjoint (train, val) episode indices, held out by whole episodes."""
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        order = np.random.default_rng(seed).permutation(len(self))
-        n_val = max(1, int(round(val_fraction * len(self)))) if val_fraction > 0 and len(self) > 1 else 0
-        return np.sort(order[n_val:]), np.sort(order[:n_val])
+        return split_indices(len(self), val_fraction, seed)
+
+
+def split_indices(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint sorted (train, val) indices of `n` episodes: `EpisodeDataset.split` of a dataset of `n`."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 and n > 1 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
