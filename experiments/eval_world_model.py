@@ -63,7 +63,7 @@ def _frames(ds, ids, per_episode: int, rng) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(px), np.concatenate(ys)
 
 
-def _imagine(wm: WorldModel, w: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def imagine_window(wm: WorldModel, w: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Open-loop imagination on a window of T + H frames: the real history z ``[1, T, N, D]`` and the
     latents predicted from it under the recorded actions, ``[1, H, N, D]`` (no later frame is seen)."""
     T = wm.history
@@ -82,7 +82,7 @@ def imagined_rollout_video(wm: WorldModel, ds, ids, path, windows: int = 4, hori
     rows = []
     for e, t in index:
         w = gather_window(ds.episode(int(ids[e])), int(t), T + horizon, fs)
-        imagined = wm.decoder.to_uint8(_imagine(wm, w)[1][0])  # [H, S, S, 3]
+        imagined = wm.decoder.to_uint8(imagine_window(wm, w)[1][0])  # [H, S, S, 3]
         rows.append(np.concatenate([w["pixels"][T:], imagined], axis=2))  # [H, S, 2S, 3]
     save_gif(path, np.concatenate(rows, axis=1), duration=0.5)  # frames [H, rows*S, 2S, 3]
 
@@ -108,7 +108,7 @@ def decoded_angle_errors(wm: WorldModel, ds, ids, horizon: int = 5, windows: int
     errors: dict[str, list] = {"real_frame": [], "decoded_real_latent": [], "decoded_predicted_latent": []}
     for e, t in index:
         w = gather_window(ds.episode(int(ids[e])), int(t), T + horizon, fs)
-        z_pred = _imagine(wm, w)[1]
+        z_pred = imagine_window(wm, w)[1]
         with torch.inference_mode():
             z_real = wm.encode(w["pixels"][-1:], w["proprio"][-1:])  # [1, N, D]
         truth = float(w["states"][-1][4])
@@ -150,7 +150,7 @@ def prediction_errors(wm: WorldModel, ds, ids, horizons=(1, 5, 10), max_windows:
     attentive_reads = []
     ti = [probe.index(n) for n in TARGETS[2:]]  # the checkpoint probe's block outputs
     for w in held_out_windows(ds, ids, T + Hmax, wm.frameskip, max_windows, seed):
-        z, z_pred = _imagine(wm, w)
+        z, z_pred = imagine_window(wm, w)
         with torch.inference_mode():
             reads.append(probe(z_pred)[0].numpy())  # [Hmax, K]
             hold.append(probe(z[:, -1])[0].numpy())  # [K], probe on the last real latent

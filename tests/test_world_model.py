@@ -383,3 +383,33 @@ def test_atomic_checkpoint_writes_get_an_ordinary_file_mode_and_leave_no_tempora
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by others, as `torch.save` to a path would make it
     assert [f.name for f in path.parent.iterdir()] == ["c.pt"]
     assert torch.equal(load_checkpoint(path, kind="x")["w"], torch.ones(2))
+
+
+def test_predictors_are_compared_on_the_same_windows_by_one_shared_probe(tmp_path):
+    from experiments.compare_predictors import main, paired_median_difference
+
+    random_pusht_dataset(tmp_path / "data", episodes=10, steps=30)
+    base, other = tiny_world_model(seed=0), tiny_world_model(seed=1)
+    other.encoder.load_state_dict(base.encoder.state_dict())  # the same encoder, another predictor
+    for name, wm in (("base", base), ("other", other), ("other_encoder", tiny_world_model(seed=2)),
+                     ("history3", tiny_world_model(history=3))):
+        wm.save(tmp_path / f"{name}.pt")
+    ckpt = lambda *names: ["--checkpoints", *[str(tmp_path / f"{n}.pt") for n in names]]
+    args = ["--data", str(tmp_path / "data"), "--frames", "100", "--hidden", "8", "--steps", "3", "--out", str(tmp_path / "c.json")]
+
+    assert main([*args, *ckpt("base", "other", "base")]) == 0
+    result = json.loads((tmp_path / "c.json").read_text())
+    first, second, again = result["models"]
+    assert result["windows"] > 0 and result["shared_probe"]["train_frames"] == 100 and "vs_first" not in first["5_steps"]
+    for h in ("1_steps", "5_steps", "10_steps"):
+        assert again[h]["vs_first"]["block_pos_mm"] == {"difference": 0.0, "ci95": [0.0, 0.0]}  # itself, paired
+        pos = second[h]["vs_first"]["block_pos_mm"]
+        assert pos["difference"] == pytest.approx(second[h]["block_pos_mm_median"] - first[h]["block_pos_mm_median"], abs=0.011)
+        assert pos["ci95"][0] <= pos["difference"] <= pos["ci95"][1]
+    assert second["5_steps"] != first["5_steps"]  # another predictor predicts otherwise
+
+    for bad in (("base", "other_encoder"), ("base", "history3")):
+        with pytest.raises(SystemExit):
+            main([*args, *ckpt(*bad)])
+    shifted = paired_median_difference(np.arange(50.0) + 1.5, np.arange(50.0))
+    assert shifted == {"difference": 1.5, "ci95": [1.5, 1.5]}
