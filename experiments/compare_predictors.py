@@ -25,6 +25,7 @@ import torch
 
 from experiments.encoder_probes import TARGETS, block_errors
 from experiments.eval_world_model import held_out_windows, imagine_window
+from experiments.readout_capacity import add_probe_arguments, probe_config
 from wmplan.data import EpisodeDataset
 from wmplan.encoders.loading import encoder_hash
 from wmplan.probe import Probe, ProbeConfig, fit_probe, probe_config_dict, state_targets
@@ -99,9 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoints", required=True, nargs="+", help="world models; the first is the reference")
     p.add_argument("--out", required=True, help="JSON output")
     p.add_argument("--windows", type=int, default=400, help="held-out windows (eval_world_model's 400)")
-    p.add_argument("--frames", type=int, default=200_000, help="training frames of the shared probe")
-    p.add_argument("--hidden", type=int, default=512, help="hidden width of the shared (MLP) probe")
-    p.add_argument("--steps", type=int, default=8000, help="AdamW steps of the shared probe")
+    add_probe_arguments(p, "the shared probe")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     if min(args.windows, args.frames, args.hidden, args.steps, args.threads) < 1:
@@ -112,8 +111,7 @@ def main(argv=None) -> int:
     if not {"block_x", "block_y", "block_theta"} <= set(ds.meta.get("state_names", [])):
         p.error(f"{args.data} has no push-T block state ({ds.meta.get('state_names')}); this compares push-T predictors")
     _check_comparable(p, models, args.checkpoints)
-    config = ProbeConfig(hidden=args.hidden, steps=args.steps, lr=1e-3, batch_size=1024)
-    probe, fitted = shared_probe(models[0], ds, args.frames, config)
+    probe, fitted = shared_probe(models[0], ds, args.frames, probe_config(args))
     val_ids = ds.split(TrainConfig().val_fraction, seed=0)[1]
     windows = held_out_windows(ds, val_ids, models[0].history + max(HORIZONS), models[0].frameskip, args.windows, 0)
     errors = [window_errors(wm, windows, probe, ds.meta["state_names"]) for wm in models]

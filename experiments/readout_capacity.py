@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -26,6 +27,22 @@ from wmplan.probe import ProbeConfig, fit_probe, probe_config_dict, state_target
 from wmplan.results import write_json
 from wmplan.train import LatentData, TrainConfig, sample_latent_frames
 from wmplan.world_model import WorldModel
+
+
+STRONGER = ProbeConfig(hidden=512, steps=8000, lr=1e-3, batch_size=1024)  # an MLP probe, wider and longer-trained
+STRONGER_FRAMES = 200_000  # its training frames; the checkpoint's probe had 20,000
+
+
+def add_probe_arguments(p: argparse.ArgumentParser, which: str) -> None:
+    """`--frames`, `--hidden` and `--steps` of an MLP probe, defaulting to `STRONGER`'s."""
+    p.add_argument("--frames", type=int, default=STRONGER_FRAMES, help=f"training frames of {which}")
+    p.add_argument("--hidden", type=int, default=STRONGER.hidden, help=f"hidden width of {which} (an MLP)")
+    p.add_argument("--steps", type=int, default=STRONGER.steps, help=f"AdamW steps of {which}")
+
+
+def probe_config(args) -> ProbeConfig:
+    """`STRONGER` with the sizes `add_probe_arguments` parsed."""
+    return replace(STRONGER, hidden=args.hidden, steps=args.steps)
 
 
 def readout_errors(wm: WorldModel, ds: EpisodeDataset, val_ids, z_val: torch.Tensor, y_val: np.ndarray) -> dict:
@@ -44,9 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="JSON output")
-    p.add_argument("--frames", type=int, default=200_000, help="training frames of the stronger probe")
-    p.add_argument("--hidden", type=int, default=512, help="hidden width of the stronger (MLP) probe")
-    p.add_argument("--steps", type=int, default=8000, help="AdamW steps of the stronger probe")
+    add_probe_arguments(p, "the stronger probe")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -64,7 +79,7 @@ def main(argv=None) -> int:
     z_val = torch.cat([z_eps[i] for i in val_ids])  # [M, N, D]
     y_val = state_targets(np.concatenate([data.states[i] for i in val_ids]), names, TARGETS)  # [M, 6]
     result = {"checkpoint_probe": readout_errors(wm, ds, val_ids, z_val, y_val)}
-    config = ProbeConfig(hidden=args.hidden, steps=args.steps, lr=1e-3, batch_size=1024)
+    config = probe_config(args)
     fit_start = time.perf_counter()
     z_train, s_train = sample_latent_frames(z_eps, data.states, train_ids, args.frames, seed=0)
     wm.probe, r2 = fit_probe(z_train, state_targets(s_train, names, TARGETS), z_val, y_val, TARGETS, config)
