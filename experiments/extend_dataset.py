@@ -36,9 +36,11 @@ def union_order(n_base: int, n_added: int, val_fraction: float = 0.1, seed: int 
     """
     base_train, base_val = split_indices(n_base, val_fraction, seed)
     union_train, union_val = split_indices(n_base + n_added, val_fraction, seed)
-    # round(f (n + a)) - round(f n) lies in [0, a] for f < 1, so both shares fit
     added = n_base + np.arange(n_added)
     n_added_val = len(union_val) - len(base_val)
+    if not 0 <= n_added_val <= n_added:  # only tiny datasets with a large held-out share
+        raise DatasetError(f"the union of {n_base} + {n_added} episodes holds out {len(union_val)}, the base "
+                           f"{len(base_val)}: the base's split cannot be kept; add more episodes")
     order = np.empty(n_base + n_added, dtype=np.int64)
     order[union_val] = np.concatenate([base_val, added[:n_added_val]])
     order[union_train] = np.concatenate([base_train, added[n_added_val:]])

@@ -28,6 +28,13 @@ def test_the_union_holds_out_the_base_held_out_episodes_and_trains_on_the_base_t
     assert set(base_val) <= set(order[union_val]) and set(base_train) <= set(order[union_train])
 
 
+def test_a_split_the_union_cannot_keep_is_refused():
+    from wmplan.data.dataset import DatasetError
+
+    with pytest.raises(DatasetError, match="add more episodes"):
+        union_order(1, 1, val_fraction=0.9)  # 1 episode holds out none; 2 hold out 2, more than the 1 added
+
+
 def test_the_union_links_both_datasets_and_its_split_never_trains_on_base_held_out_episodes(tmp_path):
     random_pusht_dataset(tmp_path / "base", episodes=20, steps=3)
     random_pusht_dataset(tmp_path / "more", episodes=20, steps=3, seed=1000)
