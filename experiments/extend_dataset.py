@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +64,18 @@ def extend_dataset(base, added, out, val_fraction: float = 0.1, seed: int = 0) -
         raise DatasetError(f"{out} exists; pass a new --out directory")
     sources = list(base.paths) + [p for ds in added for p in ds.paths]
     order = union_order(len(base), len(sources) - len(base), val_fraction, seed)
-    (out / "episodes").mkdir(parents=True)
-    for i, j in enumerate(order):
-        os.symlink(Path(sources[j]).resolve(), episode_path(out, i))
     record = {"base": str(base.root.resolve()), "added": [str(ds.root.resolve()) for ds in added],
               "val_fraction": val_fraction, "split_seed": seed}
-    write_meta(out, {k: v for k, v in base.meta.items() if k != "format_version"}
-               | {"episodes": len(sources), "extended": record})
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # built aside, then renamed: no half-made union
+    try:
+        (tmp / "episodes").mkdir(parents=True)
+        for i, j in enumerate(order):
+            os.symlink(Path(sources[j]).resolve(), episode_path(tmp, i))
+        write_meta(tmp, {k: v for k, v in base.meta.items() if k != "format_version"}
+                   | {"episodes": len(sources), "extended": record})
+        os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return EpisodeDataset(out)
 
 

@@ -43,6 +43,7 @@ def test_the_union_links_both_datasets_and_its_split_never_trains_on_base_held_o
     assert len(union) == 40 and union.meta["episodes"] == 40
     assert union.meta["extended"]["added"] == [str((tmp_path / "more").resolve())]
     assert all(p.is_symlink() for p in union.paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "more", "union"]  # nothing left aside
 
     base_train, base_val = base.split()
     union_train, union_val = union.split()
@@ -61,3 +62,18 @@ def test_mismatched_datasets_and_an_existing_out_get_a_usage_error(tmp_path, cap
     with pytest.raises(SystemExit):
         main(["--base", str(tmp_path / "base"), "--add", str(tmp_path / "base"), "--out", str(tmp_path / "other")])
     assert "exists" in capsys.readouterr().err
+
+
+def test_an_interrupted_union_leaves_no_directory_behind(tmp_path, monkeypatch):
+    import experiments.extend_dataset as extend
+
+    random_pusht_dataset(tmp_path / "base", episodes=4, steps=3)
+    random_pusht_dataset(tmp_path / "more", episodes=4, steps=3, seed=1000)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extend, "write_meta", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        extend.extend_dataset(tmp_path / "base", [tmp_path / "more"], tmp_path / "union")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "more"]  # a re-run starts clean
