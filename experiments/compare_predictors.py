@@ -25,7 +25,7 @@ import torch
 
 from experiments.encoder_probes import TARGETS, block_errors
 from experiments.eval_world_model import held_out_windows, imagine_window
-from experiments.readout_capacity import add_probe_arguments, probe_config
+from experiments.readout_capacity import add_probe_arguments, held_out_frames, probe_config
 from wmplan.data import EpisodeDataset
 from wmplan.encoders.loading import encoder_hash
 from wmplan.probe import Probe, ProbeConfig, fit_probe, probe_config_dict, state_targets
@@ -42,8 +42,7 @@ def shared_probe(wm: WorldModel, ds: EpisodeDataset, frames: int, config: ProbeC
     train_ids, val_ids = ds.split(TrainConfig().val_fraction, seed=0)  # what `wmplan train --seed 0` held out
     z_eps = data.tokens  # [T+1, N, Dv] per episode
     z_train, s_train = sample_latent_frames(z_eps, data.states, train_ids, frames, seed=0)
-    z_val = torch.cat([z_eps[i] for i in val_ids])
-    y_val = state_targets(np.concatenate([data.states[i] for i in val_ids]), names, TARGETS)
+    z_val, y_val = held_out_frames(z_eps, data.states, val_ids, names)
     probe, r2 = fit_probe(z_train, state_targets(s_train, names, TARGETS), z_val, y_val, TARGETS, config)
     with torch.inference_mode():
         pos, ang = block_errors(probe(z_val).numpy(), y_val)
@@ -103,15 +102,16 @@ def main(argv=None) -> int:
     add_probe_arguments(p, "the shared probe")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    if min(args.windows, args.frames, args.hidden, args.steps, args.threads) < 1:
-        p.error("--windows, --frames, --hidden, --steps and --threads must be positive")
+    if min(args.windows, args.threads) < 1:
+        p.error("--windows and --threads must be positive")
+    config = probe_config(p, args)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     ds, models = EpisodeDataset(args.data), [WorldModel.load(c) for c in args.checkpoints]
     if not {"block_x", "block_y", "block_theta"} <= set(ds.meta.get("state_names", [])):
         p.error(f"{args.data} has no push-T block state ({ds.meta.get('state_names')}); this compares push-T predictors")
     _check_comparable(p, models, args.checkpoints)
-    probe, fitted = shared_probe(models[0], ds, args.frames, probe_config(args))
+    probe, fitted = shared_probe(models[0], ds, args.frames, config)
     val_ids = ds.split(TrainConfig().val_fraction, seed=0)[1]
     windows = held_out_windows(ds, val_ids, models[0].history + max(HORIZONS), models[0].frameskip, args.windows, 0)
     errors = [window_errors(wm, windows, probe, ds.meta["state_names"]) for wm in models]

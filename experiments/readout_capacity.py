@@ -40,9 +40,16 @@ def add_probe_arguments(p: argparse.ArgumentParser, which: str) -> None:
     p.add_argument("--steps", type=int, default=STRONGER.steps, help=f"AdamW steps of {which}")
 
 
-def probe_config(args) -> ProbeConfig:
-    """`STRONGER` with the sizes `add_probe_arguments` parsed."""
+def probe_config(p: argparse.ArgumentParser, args) -> ProbeConfig:
+    """`STRONGER` with the sizes `add_probe_arguments` parsed; a usage error for sizes below 1."""
+    if min(args.frames, args.hidden, args.steps) < 1:
+        p.error("--frames, --hidden and --steps must be positive")
     return replace(STRONGER, hidden=args.hidden, steps=args.steps)
+
+
+def held_out_frames(z_eps, states, ids, names) -> tuple[torch.Tensor, np.ndarray]:
+    """Every frame of episodes `ids`: latents `[M, N, D]` and push-T targets `[M, 6]` (TARGETS)."""
+    return torch.cat([z_eps[i] for i in ids]), state_targets(np.concatenate([states[i] for i in ids]), names, TARGETS)
 
 
 def readout_errors(wm: WorldModel, ds: EpisodeDataset, val_ids, z_val: torch.Tensor, y_val: np.ndarray) -> dict:
@@ -70,16 +77,13 @@ def main(argv=None) -> int:
     if wm.probe is None or tuple(wm.probe.names) != TARGETS:
         p.error(f"the checkpoint's probe reads {wm.probe.names if wm.probe else 'nothing'}; this experiment compares "
                 f"push-T probes reading {TARGETS}")
-    if min(args.frames, args.hidden, args.steps) < 1:
-        p.error("--frames, --hidden and --steps must be positive")
+    config = probe_config(p, args)
     names = ds.meta["state_names"]
     data = LatentData(ds, wm.encoder, progress=False)
     train_ids, val_ids = ds.split(TrainConfig().val_fraction, seed=0)  # what `wmplan train --seed 0` held out
     z_eps = data.take_latents(wm.proprio_mean.cpu(), wm.proprio_std.cpu())
-    z_val = torch.cat([z_eps[i] for i in val_ids])  # [M, N, D]
-    y_val = state_targets(np.concatenate([data.states[i] for i in val_ids]), names, TARGETS)  # [M, 6]
+    z_val, y_val = held_out_frames(z_eps, data.states, val_ids, names)  # [M, N, D], [M, 6]
     result = {"checkpoint_probe": readout_errors(wm, ds, val_ids, z_val, y_val)}
-    config = probe_config(args)
     fit_start = time.perf_counter()
     z_train, s_train = sample_latent_frames(z_eps, data.states, train_ids, args.frames, seed=0)
     wm.probe, r2 = fit_probe(z_train, state_targets(s_train, names, TARGETS), z_val, y_val, TARGETS, config)
